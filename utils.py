@@ -1,0 +1,663 @@
+"""Reusable helpers for S10: config, data, augmentation, LR finder, training, evaluation, plots.
+
+Nothing here runs on import beyond definitions (and switching off albumentations' network
+update check, which must happen before albumentations is imported). The notebook and
+`train.py` call these functions and do the printing, plotting and saving themselves.
+"""
+import contextlib
+import io
+import json
+import math
+import os
+import pickle
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+# albumentations asks PyPI for a newer version on import unless this is set: no network calls.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import albumentations as A  # noqa: E402
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from albumentations.pytorch import ToTensorV2  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+           "dog", "frog", "horse", "ship", "truck")
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR_MD5 = "c58f30108f718f92721af3b95e74349a"  # the official archive; only downloads are checked
+
+
+class S10Error(Exception):
+    """An error the user can fix: the message says what is wrong and what to do."""
+
+
+class DataError(S10Error):
+    pass
+
+
+class ConfigError(S10Error):
+    pass
+
+
+class DivergedError(S10Error):
+    pass
+
+
+# --------------------------------------------------------------------------- config
+
+@dataclass
+class Config:
+    """Every setting of a run. `train.py`'s flags come from these fields."""
+    data_dir: str = ""            # "" -> $S10_DATA, else ./data
+    epochs: int = 24
+    batch_size: int = 512
+    lr_max: float | None = None   # give both LRs to skip the LR finder
+    lr_min: float | None = None
+    pct_start: float = 5 / 24     # One Cycle peaks at the end of epoch 5 of 24
+    dropout: float = 0.05         # small: every conv has one, and cutout already regularises
+    weight_decay: float = 0.0     # plain Adam, as the assignment asks
+    subset: int | None = None     # train on the first N training images (quick runs)
+    finder_start_lr: float = 1e-7
+    finder_end_lr: float = 10.0
+    finder_steps: int = 100
+    seed: int = 1
+    device: str = "auto"          # auto: CUDA, else MPS, else CPU
+    workers: int | None = None    # None: suited to the device (see default_workers)
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def validate_config(cfg):
+    """Raise ConfigError naming the first setting that cannot work."""
+    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "finder_steps": cfg.finder_steps}
+    for name, value in positive.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+    if (cfg.lr_max is None) != (cfg.lr_min is None):
+        raise ConfigError("give both --lr-max and --lr-min (to skip the LR finder) or neither")
+    for name in ("lr_max", "lr_min", "finder_start_lr", "finder_end_lr"):
+        value = getattr(cfg, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name} must be a positive number, got {value!r}")
+    if cfg.lr_max is not None and cfg.lr_min >= cfg.lr_max:
+        raise ConfigError(f"lr_min ({cfg.lr_min:g}) must be smaller than lr_max ({cfg.lr_max:g})")
+    if cfg.finder_start_lr >= cfg.finder_end_lr:
+        raise ConfigError("finder_start_lr must be smaller than finder_end_lr")
+    if not 0 < cfg.pct_start < 1:
+        raise ConfigError(f"pct_start must be between 0 and 1, got {cfg.pct_start!r}")
+    if not 0 <= cfg.dropout < 1:
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
+    if cfg.weight_decay < 0:
+        raise ConfigError(f"weight_decay must be >= 0, got {cfg.weight_decay!r}")
+    if cfg.subset is not None and cfg.subset <= 0:
+        raise ConfigError(f"subset must be a positive number of images, got {cfg.subset!r}")
+    if cfg.workers is not None and cfg.workers < 0:
+        raise ConfigError(f"workers must be >= 0, got {cfg.workers!r}")
+    get_device(cfg.device)  # raises for an unknown or missing device
+
+
+def config_fields():
+    """(name, type, default) of every Config field, for building CLI flags."""
+    return [(f.name, f.type, f.default) for f in fields(Config)]
+
+
+# --------------------------------------------------------------------------- device, seeds
+
+def get_device(name="auto"):
+    """The torch.device for `name`: auto picks CUDA, else MPS, else CPU."""
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if has_mps else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": has_mps}
+    if not available.get(device.type, False):
+        raise ConfigError(f"device {name!r} is not available on this machine: use auto or cpu")
+    return device
+
+
+def seed_everything(seed):
+    """Seed Python, numpy and torch (CPU and all GPUs)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def default_workers(device):
+    """DataLoader workers: none on CPU, where both cores already run the training maths and
+    augmentation costs under 1% of a step; on an accelerator up to 4, never more than the CPUs."""
+    if device.type == "cpu":
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cpus or 1))
+
+
+# --------------------------------------------------------------------------- data
+
+def resolve_data_dir(data_dir=""):
+    """The data folder: the argument, else $S10_DATA, else ./data."""
+    return Path(data_dir or os.environ.get("S10_DATA") or "data").expanduser()
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR batch holds: numpy arrays and plain Python values.
+
+    Any other global (os.system, a class of some package...) is refused before it can run.
+    """
+    _numpy_core = "numpy._core" if hasattr(np, "_core") else "numpy.core"
+    ALLOWED = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): __import__("codecs").encode,
+    }
+    for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        ALLOWED[(_module, "_reconstruct")] = np.ndarray.__reduce__(np.zeros(1))[0]
+        ALLOWED[(_module, "scalar")] = np.int64(0).__reduce__()[0]
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+        return self.ALLOWED[(module, name)]
+
+
+def read_batch(path):
+    """One batch file of the official python layout as (images N x 32 x 32 x 3 uint8, labels int64)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            batch = _BatchUnpickler(f, encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise DataError(f"{path} is not a CIFAR-10 batch file ({e}); nothing in it was run. "
+                        "Replace it with a file from the official archive.") from None
+    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError) as e:
+        raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). "
+                        "Delete the folder and download or copy CIFAR-10 again.") from None
+    if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
+        raise DataError(f"{path} does not hold a CIFAR-10 batch (a dict with 'data' and 'labels')")
+    data, labels = np.asarray(batch["data"]), np.asarray(batch["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise DataError(f"{path}: 'data' must be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: 'labels' must be {len(data)} integers, got {labels.dtype} {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= len(CLASSES)):
+        raise DataError(f"{path}: labels must be in 0..9, found {labels.min()}..{labels.max()}")
+    # rows are channel-major (1024 R, 1024 G, 1024 B): to HWC for albumentations
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).copy(), labels.astype(np.int64)
+
+
+def download_cifar10(root):
+    """Download and unpack the official archive into `root`; its md5 is verified."""
+    from torchvision.datasets.utils import download_and_extract_archive
+    try:
+        download_and_extract_archive(CIFAR_URL, str(root), md5=CIFAR_MD5)
+    except Exception as e:  # urllib, socket, checksum: all mean "no usable download"
+        raise DataError(
+            f"CIFAR-10 is not in {root / 'cifar-10-batches-py'} and could not be downloaded "
+            f"({type(e).__name__}: {e}). Put a copy in the official python layout there, or point "
+            "--data-dir / $S10_DATA at a folder that holds cifar-10-batches-py/.") from None
+
+
+def load_cifar10(data_dir="", download=True):
+    """CIFAR-10 as numpy arrays: dict with train_x, train_y, test_x, test_y, classes, source.
+
+    Reads `<data_dir>/cifar-10-batches-py/` when it is there (any copy in the official
+    layout, no checksum required); otherwise downloads the official archive.
+    """
+    root = resolve_data_dir(data_dir)
+    folder = root / "cifar-10-batches-py"
+    source = f"local copy in {folder}"
+    if not folder.is_dir():
+        if not download:
+            raise DataError(f"CIFAR-10 is not in {folder}: put a copy in the official python "
+                            "layout there, or point --data-dir / $S10_DATA at one.")
+        download_cifar10(root)
+        source = f"downloaded from {CIFAR_URL} (md5 verified) to {folder}"
+    missing = [name for name in TRAIN_FILES + (TEST_FILE,) if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"{folder} is incomplete: missing {', '.join(missing)}. "
+                        "Copy the whole cifar-10-batches-py folder, or delete it to download again.")
+    train = [read_batch(folder / name) for name in TRAIN_FILES]
+    test_x, test_y = read_batch(folder / TEST_FILE)
+    return {"train_x": np.concatenate([x for x, _ in train]),
+            "train_y": np.concatenate([y for _, y in train]),
+            "test_x": test_x, "test_y": test_y, "classes": CLASSES, "source": source}
+
+
+def channel_stats(images):
+    """Per-channel mean and std of uint8 HWC images, on the 0..1 scale."""
+    pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+    return tuple(pixels.mean(0).tolist()), tuple(pixels.std(0).tolist())
+
+
+# --------------------------------------------------------------------------- augmentation
+
+def train_transforms(mean, std):
+    """Pad to 40 (reflect) + random crop 32, horizontal flip, one 8x8 hole of the mean, normalise."""
+    mean_pixel = tuple(round(m * 255) for m in mean)  # the hole is cut on the uint8 image
+    return A.Compose([
+        A.PadIfNeeded(min_height=40, min_width=40, border_mode=cv2.BORDER_REFLECT_101),
+        A.RandomCrop(height=32, width=32),
+        A.HorizontalFlip(p=0.5),
+        A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(8, 8),
+                        hole_width_range=(8, 8), fill=mean_pixel, p=1.0),
+        A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
+        ToTensorV2(),
+    ])
+
+
+def test_transforms(mean, std):
+    """Normalise only."""
+    return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
+
+
+class CIFAR10Dataset(Dataset):
+    """uint8 HWC images and int labels, passed through an albumentations transform."""
+
+    def __init__(self, images, labels, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, index):
+        return self.transform(image=self.images[index])["image"], int(self.labels[index])
+
+
+def _seed_worker_transform(worker_id):
+    # every worker holds a copy of the transform's RNG: give each its own seed, drawn from the
+    # loader's generator, so workers differ and runs with the same seed repeat
+    info = torch.utils.data.get_worker_info()
+    info.dataset.transform.set_random_seed(info.seed % 2**32)
+
+
+def make_loaders(data, cfg, device):
+    """(train_loader, test_loader, mean, std) for the config; stats from the training images."""
+    train_x, train_y = data["train_x"], data["train_y"]
+    if cfg.subset is not None:
+        if cfg.subset > len(train_x):
+            raise ConfigError(f"subset {cfg.subset} is larger than the {len(train_x)} training images")
+        train_x, train_y = train_x[:cfg.subset], train_y[:cfg.subset]
+    mean, std = channel_stats(train_x)
+    workers = default_workers(device) if cfg.workers is None else cfg.workers
+    # no persistent workers: reseed_loader's per-epoch seed must reach fresh workers each epoch
+    common = {"batch_size": cfg.batch_size, "num_workers": workers, "pin_memory": device.type == "cuda"}
+    train_loader = DataLoader(
+        CIFAR10Dataset(train_x, train_y, train_transforms(mean, std)), shuffle=True,
+        generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_seed_worker_transform,
+        **common)
+    test_loader = DataLoader(
+        CIFAR10Dataset(data["test_x"], data["test_y"], test_transforms(mean, std)), shuffle=False,
+        **common)
+    return train_loader, test_loader, mean, std
+
+
+def reseed_loader(loader, seed):
+    """Make the next pass over `loader` (shuffle and augmentation) a function of `seed` alone.
+
+    Called once per epoch with (run seed, epoch), so a resumed run sees the same batches.
+    """
+    if loader.generator is not None:
+        loader.generator.manual_seed(seed)
+    if loader.num_workers == 0:  # workers are seeded from the generator instead
+        loader.dataset.transform.set_random_seed(seed % 2**32)
+
+
+def denormalize(images, mean, std):
+    """Normalised NCHW tensors back to NHWC float images in [0, 1] for plotting."""
+    mean, std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    return (images.cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+def epoch_seed(seed, epoch):
+    """A seed for one epoch of a run, distinct for every (seed, epoch) pair."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+# --------------------------------------------------------------------------- LR finder
+
+def lr_range_test(model, optimizer, criterion, loader, device, start_lr=1e-7, end_lr=10.0, steps=100):
+    """Exponential LR sweep with torch-lr-finder on `loader` (training data only).
+
+    Returns {"lrs": [...], "losses": [...]} (losses smoothed by the finder). The model and
+    optimizer are restored to their state before the sweep.
+    """
+    with warnings.catch_warnings():
+        # torch-lr-finder imports tqdm.autonotebook, which warns that it is experimental
+        warnings.simplefilter("ignore")
+        from torch_lr_finder import LRFinder
+    finder = LRFinder(model, optimizer, criterion, device=device)
+    try:
+        # the finder prints a hint about its own plot(); we draw our own
+        with contextlib.redirect_stdout(io.StringIO()):
+            finder.range_test(loader, start_lr=start_lr, end_lr=end_lr, num_iter=steps,
+                              step_mode="exp", diverge_th=5)
+    finally:
+        finder.reset()
+    return {"lrs": list(map(float, finder.history["lr"])), "losses": list(map(float, finder.history["loss"]))}
+
+
+FALLBACK_LR_MAX = 1e-3  # Adam's usual default, used only when the sweep gives no usable curve
+FALLBACK_RATIO = 100    # LR_max / LR_min when the curve gives no separate LR_min
+
+
+def suggest_lrs(lrs, losses, drop=0.1):
+    """(lr_max, lr_min, notes) read off a range test's smoothed loss curve.
+
+    LR_max: a tenth of the LR at the lowest loss. The loss still falls steeply there, an order
+            of magnitude short of where it blows up (the rule fastai's lr_find reports).
+    LR_min: the first LR at which the loss has covered `drop` (10%) of its fall from the start
+            of the sweep to its lowest point: where training starts to make progress.
+    Fallbacks, each named in `notes`: no usable curve (diverged at once, too few finite points)
+    gives LR_max = 1e-3; an LR_min not below LR_max gives LR_min = LR_max / 100.
+    """
+    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
+    finite = np.isfinite(losses)
+    end = len(losses) if finite.all() else int(np.argmin(finite))  # stop at the first NaN/inf
+    lrs, losses, notes = lrs[:end], losses[:end], []
+    best = int(np.argmin(losses)) if end else 0
+    if end < 5 or best == 0:
+        notes.append(f"the LR sweep gave no usable curve ({end} finite points, lowest loss at "
+                     f"step {best}): falling back to LR_max = {FALLBACK_LR_MAX:g}")
+        lr_max = FALLBACK_LR_MAX
+        return lr_max, lr_max / FALLBACK_RATIO, notes
+    lr_max = lrs[best] / 10
+    target = losses[0] - drop * (losses[0] - losses[best])
+    lr_min = lrs[int(np.argmax(losses[:best + 1] <= target))]
+    if lr_min >= lr_max:
+        notes.append(f"the curve's LR_min ({lr_min:.2e}) is not below LR_max ({lr_max:.2e}): "
+                     f"using LR_max / {FALLBACK_RATIO}")
+        lr_min = lr_max / FALLBACK_RATIO
+    return float(lr_max), float(lr_min), notes
+
+
+# --------------------------------------------------------------------------- training
+
+def make_optimizer(model, cfg):
+    """Adam; its LR is driven by the One Cycle schedule."""
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr_min or 1e-3, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch, pct_start=5 / 24):
+    """One Cycle without annihilation, stepped every batch.
+
+    Rises linearly from lr_min to lr_max over the first pct_start of the steps (epoch 5 of 24),
+    then falls linearly back to lr_min at the last step: final_div_factor=1 keeps it from
+    ever going below lr_min.
+    """
+    return torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr_max, total_steps=epochs * steps_per_epoch, pct_start=pct_start,
+        anneal_strategy="linear", div_factor=lr_max / lr_min, final_div_factor=1.0,
+        three_phase=False)
+
+
+class Meter:
+    """Running loss and accuracy over batches: the one bookkeeping that train and test share."""
+
+    def __init__(self):
+        self.loss_sum, self.correct, self.count = 0.0, 0, 0
+
+    def update(self, loss, logits, targets):
+        n = targets.size(0)
+        self.loss_sum += float(loss) * n
+        self.correct += int((logits.argmax(1) == targets).sum())
+        self.count += n
+
+    @property
+    def loss(self):
+        return self.loss_sum / max(self.count, 1)
+
+    @property
+    def acc(self):
+        return 100.0 * self.correct / max(self.count, 1)
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoch=0):
+    """One pass over `loader`; returns {"train_loss", "train_acc", "lrs"} (the LR of every step)."""
+    model.train()
+    meter, lrs = Meter(), []
+    bar = tqdm(loader, dynamic_ncols=True)
+    for batch_id, (images, targets) in enumerate(bar):
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = criterion(logits, targets)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            bar.close()
+            raise DivergedError(f"the training loss became {loss_value} at epoch {epoch + 1}, "
+                                f"step {batch_id + 1}: lower --lr-max (or let the LR finder pick it)")
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        meter.update(loss_value, logits.detach(), targets)
+        bar.set_description(f"Train: Loss={loss_value:.4f} Batch_id={batch_id} Accuracy={meter.acc:.2f}")
+    return {"train_loss": meter.loss, "train_acc": meter.acc, "lrs": lrs}
+
+
+@torch.no_grad()
+def evaluate(model, loader, criterion, device):
+    """Loss and accuracy on `loader`: {"test_loss", "test_acc", "correct", "total"}."""
+    model.eval()
+    meter = Meter()
+    for images, targets in loader:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        logits = model(images)
+        meter.update(criterion(logits, targets), logits, targets)
+    return {"test_loss": meter.loss, "test_acc": meter.acc, "correct": meter.correct, "total": meter.count}
+
+
+def format_test_line(result):
+    return (f"Test set: Average loss: {result['test_loss']:.4f}, Accuracy: "
+            f"{result['correct']}/{result['total']} ({result['test_acc']:.2f}%)")
+
+
+def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, device, epochs,
+        seed=0, history=None, on_epoch_end=None, log=print):
+    """Train to `epochs`, continuing `history` ({"epochs": [...], "lrs": [...]}) if given.
+
+    Each epoch reseeds the loader from (seed, epoch), logs the assignment's test line and
+    calls `on_epoch_end(history)` (where train.py writes its checkpoint). Returns the history.
+    """
+    history = history if history is not None else {"epochs": [], "lrs": []}
+    for epoch in range(len(history["epochs"]), epochs):
+        reseed_loader(train_loader, epoch_seed(seed, epoch))
+        log(f"Epoch {epoch + 1}/{epochs}")
+        start = time.perf_counter()
+        train = train_one_epoch(model, train_loader, optimizer, scheduler, criterion, device, epoch)
+        test = evaluate(model, test_loader, criterion, device)
+        log(format_test_line(test))
+        history["lrs"] += train.pop("lrs")
+        history["epochs"].append({"epoch": epoch + 1, **train, "test_loss": test["test_loss"],
+                                  "test_acc": test["test_acc"],
+                                  "seconds": time.perf_counter() - start})
+        if on_epoch_end is not None:
+            on_epoch_end(history)
+    return history
+
+
+@torch.no_grad()
+def predict(model, loader, device):
+    """(predictions, targets) as numpy arrays, in the loader's order."""
+    model.eval()
+    preds, targets = [], []
+    for images, labels in loader:
+        preds.append(model(images.to(device)).argmax(1).cpu())
+        targets.append(labels)
+    return torch.cat(preds).numpy(), torch.cat(targets).numpy()
+
+
+def confusion_matrix(preds, targets, num_classes=len(CLASSES)):
+    """Counts[true, predicted]."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (targets, preds), 1)
+    return counts
+
+
+def per_class_accuracy(counts):
+    """Accuracy (%) of each true class from a confusion matrix."""
+    return 100.0 * np.diag(counts) / np.maximum(counts.sum(1), 1)
+
+
+# --------------------------------------------------------------------------- plots
+
+def image_grid(images, titles, ncols=8, size=1.6):
+    """A figure of HWC images (uint8 or float in [0, 1]) with a title above each."""
+    nrows = max(1, math.ceil(len(images) / ncols))
+    fig = Figure(figsize=(ncols * size, nrows * (size + 0.3)), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles):
+        ax.imshow(image)
+        ax.set_title(title, fontsize=8)
+    return fig
+
+
+def augmented_samples(dataset, mean, std, count=32, seed=0):
+    """(images in [0, 1], labels) of `count` training images after augmentation, for plotting."""
+    dataset.transform.set_random_seed(seed)
+    tensors, labels = zip(*(dataset[i] for i in range(count)))
+    return denormalize(torch.stack(tensors), mean, std), list(labels)
+
+
+def plot_samples(images, labels, classes=CLASSES, ncols=8):
+    """A grid of images titled with their class names."""
+    return image_grid(images, [classes[label] for label in labels], ncols)
+
+
+def plot_misclassified(images, targets, preds, classes=CLASSES, ncols=8):
+    """A grid of misclassified images titled 'true -> predicted'."""
+    titles = [f"{classes[t]} -> {classes[p]}" for t, p in zip(targets, preds)]
+    return image_grid(images, titles, ncols, size=1.8)
+
+
+def plot_lr_finder(lrs, losses, lr_max, lr_min):
+    """The range test's loss against LR (log scale), with LR_max and LR_min marked."""
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(lrs, losses)
+    ax.axvline(lr_max, color="tab:red", linestyle="--", label=f"LR_max = {lr_max:.2e}")
+    ax.axvline(lr_min, color="tab:green", linestyle="--", label=f"LR_min = {lr_min:.2e}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss (smoothed)",
+           title="LR range test (Adam)")
+    finite = [v for v in losses if math.isfinite(v)]
+    if finite:  # keep the diverging tail from squashing the useful part of the curve
+        ax.set_ylim(min(finite) * 0.9, min(max(finite), 3 * finite[0]) * 1.05)
+    ax.legend()
+    return fig
+
+
+def plot_history(epochs):
+    """Train/test loss and accuracy per epoch, from fit's history["epochs"]."""
+    x = [e["epoch"] for e in epochs]
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy (%)")):
+        ax.plot(x, [e[f"train_{key}"] for e in epochs], marker="o", label="train")
+        ax.plot(x, [e[f"test_{key}"] for e in epochs], marker="o", label="test")
+        ax.set(xlabel="epoch", ylabel=label, title=f"{label.split()[0].capitalize()} per epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def plot_lr_schedule(lrs, steps_per_epoch):
+    """The LR of every training step, against epochs."""
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(np.arange(len(lrs)) / steps_per_epoch, lrs)
+    ax.set(xlabel="epoch", ylabel="learning rate", title="One Cycle schedule (per step)")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_confusion_matrix(counts, classes=CLASSES):
+    """The confusion matrix as a heat map with counts."""
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted",
+           ylabel="true", title="Confusion matrix (test set)")
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_yticklabels(classes)
+    threshold = counts.max() / 2
+    for (i, j), value in np.ndenumerate(counts):
+        ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                color="white" if value > threshold else "black")
+    return fig
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+def write_json(path, obj):
+    """Write JSON atomically: a reader (or a kill) never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _rng_states():
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(),
+              "numpy": [v.tolist() if isinstance(v, np.ndarray) else v for v in np.random.get_state()]}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states):
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path, model, optimizer, scheduler, state):
+    """Model, optimizer, scheduler, RNG states and `state` (plain data) to `path`, atomically:
+    written to a temporary file, then renamed, so a kill leaves the previous checkpoint intact."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": _rng_states(), **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path):
+    """A checkpoint written by save_checkpoint, loaded with weights_only=True (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no checkpoint at {path}: the run there has not finished an epoch yet "
+                          "(start it again with the same flags) or the folder is wrong")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle: all mean "not a usable checkpoint"
+        raise ConfigError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def restore_training_state(checkpoint, model, optimizer, scheduler):
+    """Load model, optimizer, scheduler and RNG states from a loaded checkpoint."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    _set_rng_states(checkpoint["rng"])
