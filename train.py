@@ -115,7 +115,7 @@ def run(cfg, out, checkpoint=None, log=print):
         lr_max, lr_min, finder = choose_lrs(cfg, model, optimizer, criterion, train_loader, device, log)
         history, seconds_before = None, 0.0
     else:
-        lr_max, lr_min, finder = checkpoint["lr_max"], checkpoint["lr_min"], checkpoint["finder"]
+        lr_max, lr_min, finder = checkpoint["lr_max"], checkpoint["lr_min"], checkpoint["lr_finder"]
         history, seconds_before = checkpoint["history"], checkpoint["seconds"]
         log(f"resuming after epoch {len(history['epochs'])} of {cfg.epochs}")
     scheduler = utils.make_scheduler(optimizer, lr_max, lr_min, cfg.epochs, len(train_loader), cfg.pct_start)
@@ -124,7 +124,7 @@ def run(cfg, out, checkpoint=None, log=print):
 
     started = time.perf_counter()
     base = {"config": cfg.to_dict(), "device": str(device), "data": data["source"],
-            "commit": git_commit(), "torch": torch.__version__, "lr_max": lr_max, "lr_min": lr_min,
+            "commit": git_commit(), "torch": str(torch.__version__), "lr_max": lr_max, "lr_min": lr_min,
             "lr_finder": finder, "mean": mean, "std": std}
 
     def metrics(history, complete):

@@ -153,6 +153,10 @@ def resolve_data_dir(data_dir=""):
     return Path(data_dir or os.environ.get("S10_DATA") or "data").expanduser()
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for something a CIFAR batch never holds."""
+
+
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickles only what a CIFAR batch holds: numpy arrays and plain Python values.
 
@@ -170,7 +174,7 @@ class _BatchUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+            raise RefusedGlobal(f"it asks for {module}.{name}")
         return self.ALLOWED[(module, name)]
 
 
@@ -180,10 +184,10 @@ def read_batch(path):
     try:
         with open(path, "rb") as f:
             batch = _BatchUnpickler(f, encoding="latin1").load()
-    except pickle.UnpicklingError as e:
+    except RefusedGlobal as e:
         raise DataError(f"{path} is not a CIFAR-10 batch file ({e}); nothing in it was run. "
                         "Replace it with a file from the official archive.") from None
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError) as e:
         raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}: {e}). "
                         "Delete the folder and download or copy CIFAR-10 again.") from None
     if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
@@ -651,8 +655,10 @@ def load_checkpoint(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle: all mean "not a usable checkpoint"
-        raise ConfigError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        lines = str(e).splitlines() or [""]
+        reason = next((l.strip() for l in lines if "WeightsUnpickler error" in l), lines[0])
+        raise ConfigError(f"{path} is not a readable checkpoint of this project ({reason}); "
+                          "nothing in it was run") from None
 
 
 def restore_training_state(checkpoint, model, optimizer, scheduler):
