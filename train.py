@@ -36,9 +36,14 @@ def _flag_type(annotation, default):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for name, annotation, default in utils.config_fields():
+        flag = "--" + name.replace("_", "-")
         # SUPPRESS: only flags given on the command line appear, so --resume can spot conflicts
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=_flag_type(annotation, default),
-                            default=argparse.SUPPRESS, help=f"default: {default}")
+        if annotation is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS, help=f"default: {default}")
+        else:
+            parser.add_argument(flag, dest=name, type=_flag_type(annotation, default),
+                                default=argparse.SUPPRESS, help=f"default: {default}")
     parser.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the run in DIR from its last checkpoint, with its saved config")
@@ -109,6 +114,8 @@ def run(cfg, out, checkpoint=None, log=print):
         f"{len(test_loader.dataset)} test images; run folder: {out}")
 
     model = ResNet(dropout=cfg.dropout).to(device)
+    if cfg.channels_last:  # convolutions then keep activations in NHWC too
+        model = model.to(memory_format=torch.channels_last)
     criterion = torch.nn.CrossEntropyLoss()
     optimizer = utils.make_optimizer(model, cfg)
     if checkpoint is None:
