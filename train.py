@@ -15,17 +15,12 @@ import subprocess
 import sys
 import time
 import types
+import warnings
 from pathlib import Path
 
 import torch
 
 import utils
-from models.resnet import ResNet
-
-CHECKPOINT = "checkpoint.pt"
-# settings that describe the machine, not the experiment: a resumed run may change them
-MACHINE_SETTINGS = {"device", "workers", "data_dir"}
-
 
 def _flag_type(annotation, default):
     if isinstance(annotation, types.UnionType):  # "float | None" -> float
@@ -63,41 +58,40 @@ def resolve_run(args):
     given = {k: v for k, v in vars(args).items() if k not in ("out", "resume")}
     if args.resume is None:
         out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        if (out / CHECKPOINT).exists():
+        if (out / utils.CHECKPOINT).exists():
             raise utils.ConfigError(f"{out} already holds a run: continue it with --resume {out}, "
                                     "or choose another --out")
         return utils.Config(**given), out, None
     if args.out is not None and args.out != args.resume:
         raise utils.ConfigError("--resume continues the run in its own folder: drop --out")
-    checkpoint = utils.load_checkpoint(args.resume / CHECKPOINT)
-    saved = checkpoint["config"]
-    conflicts = [f"--{k.replace('_', '-')} {v} (the run has {saved[k]})" for k, v in given.items()
-                 if k not in MACHINE_SETTINGS and v != saved[k]]
+    checkpoint = utils.load_checkpoint(args.resume / utils.CHECKPOINT)
+    cfg = utils.Config.from_dict({**checkpoint["config"], **given})
+    conflicts = utils.config_conflicts(checkpoint["config"], cfg)
     if conflicts:
+        listed = "; ".join(f"--{k.replace('_', '-')} {new} (the run has {old})"
+                           for k, (new, old) in conflicts.items())
         raise utils.ConfigError(f"these flags conflict with the saved config of {args.resume}: "
-                                f"{'; '.join(conflicts)}. Drop them to resume, or start a new run.")
-    return utils.Config(**{**saved, **given}), args.resume, checkpoint
+                                f"{listed}. Drop them to resume, or start a new run.")
+    return cfg, args.resume, checkpoint
 
 
-def choose_lrs(cfg, model, optimizer, criterion, train_loader, device, log):
-    """LR_max, LR_min and the finder's record: from the flags, else from an LR range test."""
-    if cfg.lr_max is not None:
-        return cfg.lr_max, cfg.lr_min, None
-    log(f"LR finder: {cfg.finder_steps} steps from {cfg.finder_start_lr:g} to {cfg.finder_end_lr:g}")
-    sweep = utils.lr_range_test(model, optimizer, criterion, train_loader, device,
-                                cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps)
-    lr_max, lr_min, notes = utils.suggest_lrs(sweep["lrs"], sweep["losses"])
-    for note in notes:
-        log(f"warning: {note}")
-    log(f"LR_max = {lr_max:.3e}, LR_min = {lr_min:.3e}")
-    return lr_max, lr_min, {**sweep, "notes": notes}
-
-
-def save_plots(out, history, finder, lr_max, lr_min, steps_per_epoch, extras):
-    figures = {"history.png": utils.plot_history(history["epochs"]),
-               "lr_schedule.png": utils.plot_lr_schedule(history["lrs"], steps_per_epoch), **extras}
+def save_plots(out, metrics, model, data, loaders, mean, std, device):
+    """The run's figures, drawn from its metrics and final model, as PNGs in `out`."""
+    train_loader, test_loader = loaders
+    preds, targets = utils.predict(model, test_loader, device)
+    wrong = (preds != targets).nonzero()[0][:32]
+    samples, sample_labels = utils.augmented_samples(train_loader.dataset, mean, std)
+    figures = {
+        "augmented_samples.png": utils.plot_samples(samples, sample_labels),
+        "history.png": utils.plot_history(metrics["epochs"]),
+        "lr_schedule.png": utils.plot_lr_schedule(metrics["lrs"], len(train_loader)),
+        "misclassified.png": utils.plot_misclassified(data["test_x"][wrong], targets[wrong], preds[wrong]),
+        "confusion_matrix.png": utils.plot_confusion_matrix(utils.confusion_matrix(preds, targets)),
+    }
+    finder = metrics["lr_finder"]
     if finder is not None:
-        figures["lr_finder.png"] = utils.plot_lr_finder(finder["lrs"], finder["losses"], lr_max, lr_min)
+        figures["lr_finder.png"] = utils.plot_lr_finder(finder["lrs"], finder["losses"],
+                                                        metrics["lr_max"], metrics["lr_min"])
     for name, figure in figures.items():
         figure.savefig(out / name, dpi=110)
 
@@ -109,65 +103,35 @@ def run(cfg, out, checkpoint=None, log=print):
     utils.seed_everything(cfg.seed)
     data = utils.load_cifar10(cfg.data_dir)
     train_loader, test_loader, mean, std = utils.make_loaders(data, cfg, device)
-    out.mkdir(parents=True, exist_ok=True)
     log(f"device: {device}; data: {data['source']}; {len(train_loader.dataset)} train / "
         f"{len(test_loader.dataset)} test images; run folder: {out}")
 
-    model = ResNet(dropout=cfg.dropout).to(device)
-    if cfg.channels_last:  # convolutions then keep activations in NHWC too
-        model = model.to(memory_format=torch.channels_last)
+    model = utils.build_model(cfg, device)
     criterion = torch.nn.CrossEntropyLoss()
     optimizer = utils.make_optimizer(model, cfg)
-    if checkpoint is None:
-        lr_max, lr_min, finder = choose_lrs(cfg, model, optimizer, criterion, train_loader, device, log)
-        history, seconds_before = None, 0.0
-    else:
-        lr_max, lr_min, finder = checkpoint["lr_max"], checkpoint["lr_min"], checkpoint["lr_finder"]
-        history, seconds_before = checkpoint["history"], checkpoint["seconds"]
-        log(f"resuming after epoch {len(history['epochs'])} of {cfg.epochs}")
-    scheduler = utils.make_scheduler(optimizer, lr_max, lr_min, cfg.epochs, len(train_loader), cfg.pct_start)
-    if checkpoint is not None:
-        utils.restore_training_state(checkpoint, model, optimizer, scheduler)
-
-    started = time.perf_counter()
-    base = {"config": cfg.to_dict(), "device": str(device), "data": data["source"],
-            "commit": git_commit(), "torch": str(torch.__version__), "lr_max": lr_max, "lr_min": lr_min,
-            "lr_finder": finder, "mean": mean, "std": std}
-
-    def metrics(history, complete):
-        return {**base, "complete": complete, "seconds": seconds_before + time.perf_counter() - started,
-                "lrs": history["lrs"], "epochs": history["epochs"]}
-
-    def on_epoch_end(history):
-        state = metrics(history, complete=False)
-        utils.save_checkpoint(out / CHECKPOINT, model, optimizer, scheduler,
-                              {**state, "history": history})
-        utils.write_json(out / "metrics.json", state)
-
-    history = utils.fit(model, train_loader, test_loader, optimizer, scheduler, criterion, device,
-                        cfg.epochs, seed=cfg.seed, history=history, on_epoch_end=on_epoch_end, log=log)
-    result = metrics(history, complete=True)
-    utils.write_json(out / "metrics.json", result)
-
-    preds, targets = utils.predict(model, test_loader, device)
-    wrong = (preds != targets).nonzero()[0][:32]
-    samples, sample_labels = utils.augmented_samples(train_loader.dataset, mean, std, seed=cfg.seed)
-    save_plots(out, history, finder, lr_max, lr_min, len(train_loader), {
-        "augmented_samples.png": utils.plot_samples(samples, sample_labels),
-        "misclassified.png": utils.plot_misclassified(data["test_x"][wrong], targets[wrong], preds[wrong]),
-        "confusion_matrix.png": utils.plot_confusion_matrix(utils.confusion_matrix(preds, targets)),
-    })
-    last = history["epochs"][-1]
+    lr_max, lr_min, finder = utils.choose_lrs(cfg, model, optimizer, criterion, train_loader,
+                                              device, checkpoint, log)
+    record = {"device": str(device), "data": data["source"], "commit": git_commit(),
+              "torch": str(torch.__version__), "lr_max": lr_max, "lr_min": lr_min,
+              "lr_finder": finder, "mean": mean, "std": std}
+    metrics = utils.train_with_checkpoints(out, cfg, model, optimizer, criterion, train_loader,
+                                           test_loader, device, record, checkpoint, log)
+    save_plots(out, metrics, model, data, (train_loader, test_loader), mean, std, device)
+    last = metrics["epochs"][-1]
     log(f"done: test accuracy {last['test_acc']:.2f}% after {last['epoch']} epochs; "
-        f"{result['seconds']:.0f} s; metrics in {out / 'metrics.json'}")
-    return result
+        f"{metrics['seconds']:.0f} s; metrics in {out / 'metrics.json'}")
+    return metrics
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         cfg, out, checkpoint = resolve_run(args)
-        run(cfg, out, checkpoint)
+        with warnings.catch_warnings():
+            # a warning (the LR finder's fallback) reads as one line here, not a source listing
+            warnings.simplefilter("always")
+            warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
+            run(cfg, out, checkpoint)
     except utils.S10Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

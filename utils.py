@@ -78,6 +78,12 @@ class Config:
     def to_dict(self):
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, values):
+        """A Config from saved values; names this version does not know are dropped."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
 
 def validate_config(cfg):
     """Raise ConfigError naming the first setting that cannot work."""
@@ -668,3 +674,95 @@ def restore_training_state(checkpoint, model, optimizer, scheduler):
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
     _set_rng_states(checkpoint["rng"])
+
+
+# --------------------------------------------------------------------------- runs
+
+CHECKPOINT = "checkpoint.pt"
+# settings that describe the machine, not the experiment: a resumed run may change them
+MACHINE_SETTINGS = {"device", "workers", "data_dir"}
+
+
+def config_conflicts(saved, cfg):
+    """Settings of `cfg` that differ from a saved run's config (machine settings may differ)."""
+    # settings the saved run predates are not compared: it ran with their defaults
+    return {name: (value, saved[name]) for name, value in cfg.to_dict().items()
+            if name in saved and name not in MACHINE_SETTINGS and saved[name] != value}
+
+
+def find_checkpoint(run_dir, cfg=None):
+    """The last checkpoint in `run_dir`, or None if it has none; with `cfg`, refuses a run
+    whose saved config differs, so an edited config never silently continues an old run."""
+    if not (Path(run_dir) / CHECKPOINT).exists():
+        return None
+    checkpoint = load_checkpoint(Path(run_dir) / CHECKPOINT)
+    conflicts = config_conflicts(checkpoint["config"], cfg) if cfg is not None else {}
+    if conflicts:
+        listed = "; ".join(f"{k} = {new!r} (the run has {old!r})" for k, (new, old) in conflicts.items())
+        raise ConfigError(f"{run_dir} holds a run with another config: {listed}. "
+                          "Use another run folder, or delete this one to start again.")
+    return checkpoint
+
+
+def build_model(cfg, device):
+    """The assignment's ResNet on `device`, in channels_last layout if the config asks."""
+    from models.resnet import ResNet
+    model = ResNet(dropout=cfg.dropout).to(device)
+    if cfg.channels_last:  # convolutions then keep their activations in NHWC as well
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def choose_lrs(cfg, model, optimizer, criterion, loader, device, checkpoint=None, log=print):
+    """(lr_max, lr_min, finder record or None): from a checkpoint being resumed, else from the
+    config when it gives both, else from an LR range test on `loader` (training data)."""
+    if checkpoint is not None:
+        return checkpoint["lr_max"], checkpoint["lr_min"], checkpoint["lr_finder"]
+    if cfg.lr_max is not None:
+        return cfg.lr_max, cfg.lr_min, None
+    log(f"LR finder: {cfg.finder_steps} steps from {cfg.finder_start_lr:g} to {cfg.finder_end_lr:g}")
+    sweep = lr_range_test(model, optimizer, criterion, loader, device,
+                          cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps)
+    lr_max, lr_min, notes = suggest_lrs(sweep["lrs"], sweep["losses"])
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    log(f"LR_max = {lr_max:.3e}, LR_min = {lr_min:.3e}")
+    return lr_max, lr_min, {**sweep, "notes": notes}
+
+
+def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_loader, test_loader,
+                           device, record, checkpoint=None, log=print):
+    """fit() with a checkpoint and metrics.json written to `run_dir` after every epoch.
+
+    `record` holds what metrics.json reports besides the history (lr_max, lr_min, data...).
+    Given a checkpoint, continues it: same schedule step, same RNG, history kept.
+    Returns the metrics dict, also written to run_dir/metrics.json.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scheduler = make_scheduler(optimizer, record["lr_max"], record["lr_min"], cfg.epochs,
+                               len(train_loader), cfg.pct_start)
+    history, seconds_before = None, 0.0
+    if checkpoint is not None:
+        restore_training_state(checkpoint, model, optimizer, scheduler)
+        history, seconds_before = checkpoint["history"], checkpoint["seconds"]
+        log(f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
+        for epoch in history["epochs"]:
+            log(f"  epoch {epoch['epoch']}: train {epoch['train_acc']:.2f}%, test {epoch['test_acc']:.2f}%")
+    started = time.perf_counter()
+
+    def metrics(history, complete):
+        return {"config": cfg.to_dict(), **record, "complete": complete,
+                "seconds": seconds_before + time.perf_counter() - started,
+                "lrs": history["lrs"], "epochs": history["epochs"]}
+
+    def on_epoch_end(history):
+        state = metrics(history, complete=False)
+        save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, {**state, "history": history})
+        write_json(run_dir / "metrics.json", state)
+
+    history = fit(model, train_loader, test_loader, optimizer, scheduler, criterion, device,
+                  cfg.epochs, seed=cfg.seed, history=history, on_epoch_end=on_epoch_end, log=log)
+    result = metrics(history, complete=True)
+    write_json(run_dir / "metrics.json", result)
+    return result

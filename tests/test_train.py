@@ -89,7 +89,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_data, tmp_path):
 
     resumed = run_cli("--resume", killed)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming after epoch" in resumed.stdout and "LR finder" not in resumed.stdout
+    assert "after epoch 1 of 3; so far:" in resumed.stdout and "LR finder" not in resumed.stdout
     expected, got = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "whole", killed))
     assert got["complete"] and len(got["epochs"]) == 3
     assert got["lrs"] == expected["lrs"]
