@@ -9,9 +9,7 @@ Writes DIR/metrics.json, DIR/checkpoint.pt (every epoch) and the plots into the 
 (--out, default a new folder under runs/). The notebook S10.ipynb calls the same functions.
 """
 import argparse
-import json
 import os
-import subprocess
 import sys
 import time
 import types
@@ -43,14 +41,6 @@ def build_parser():
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the run in DIR from its last checkpoint, with its saved config")
     return parser
-
-
-def git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def resolve_run(args):
@@ -111,9 +101,7 @@ def run(cfg, out, checkpoint=None, log=print):
     optimizer = utils.make_optimizer(model, cfg)
     lr_max, lr_min, finder = utils.choose_lrs(cfg, model, optimizer, criterion, train_loader,
                                               device, checkpoint, log)
-    record = {"device": str(device), "data": data["source"], "commit": git_commit(),
-              "torch": str(torch.__version__), "lr_max": lr_max, "lr_min": lr_min,
-              "lr_finder": finder, "mean": mean, "std": std}
+    record = utils.run_record(device, data, lr_max, lr_min, finder, mean, std)
     metrics = utils.train_with_checkpoints(out, cfg, model, optimizer, criterion, train_loader,
                                            test_loader, device, record, checkpoint, log)
     save_plots(out, metrics, model, data, (train_loader, test_loader), mean, std, device)

@@ -5,16 +5,19 @@ update check, which must happen before albumentations is imported). The notebook
 `train.py` call these functions and do the printing, plotting and saving themselves.
 """
 import contextlib
+import functools
 import io
 import json
 import math
 import os
 import pickle
 import random
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from unittest import mock
 
 # albumentations asks PyPI for a newer version on import unless this is set: no network calls.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -25,9 +28,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from albumentations.pytorch import ToTensorV2  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, Dataset  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")
@@ -349,11 +351,13 @@ def lr_range_test(model, optimizer, criterion, loader, device, start_lr=1e-7, en
     with warnings.catch_warnings():
         # torch-lr-finder imports tqdm.autonotebook, which warns that it is experimental
         warnings.simplefilter("ignore")
-        from torch_lr_finder import LRFinder
+        from torch_lr_finder import LRFinder, lr_finder
     finder = LRFinder(model, optimizer, criterion, device=device)
+    text_bar = functools.partial(tqdm, file=sys.stdout, ncols=110, desc="LR sweep")
     try:
-        # the finder prints a hint about its own plot(); we draw our own
-        with contextlib.redirect_stdout(io.StringIO()):
+        # its bar as a text bar like ours (see train_one_epoch), and its hint about its own
+        # plot() silenced: we draw our own
+        with mock.patch.object(lr_finder, "tqdm", text_bar), contextlib.redirect_stdout(io.StringIO()):
             finder.range_test(loader, start_lr=start_lr, end_lr=end_lr, num_iter=steps,
                               step_mode="exp", diverge_th=5)
     finally:
@@ -440,7 +444,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoc
     """One pass over `loader`; returns {"train_loss", "train_acc", "lrs"} (the LR of every step)."""
     model.train()
     meter, lrs = Meter(), []
-    bar = tqdm(loader, dynamic_ncols=True)
+    # a text bar on stdout, not tqdm.auto's widget: it reads like the assignment's log and
+    # stays readable in the notebook's stored outputs (a widget is stored at 0%)
+    bar = tqdm(loader, file=sys.stdout, ncols=110)
     for batch_id, (images, targets) in enumerate(bar):
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
@@ -494,8 +500,7 @@ def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, devic
         test = evaluate(model, test_loader, criterion, device)
         log(format_test_line(test))
         history["lrs"] += train.pop("lrs")
-        history["epochs"].append({"epoch": epoch + 1, **train, "test_loss": test["test_loss"],
-                                  "test_acc": test["test_acc"],
+        history["epochs"].append({"epoch": epoch + 1, **train, **test,
                                   "seconds": time.perf_counter() - start})
         if on_epoch_end is not None:
             on_epoch_end(history)
@@ -730,6 +735,23 @@ def choose_lrs(cfg, model, optimizer, criterion, loader, device, checkpoint=None
     return lr_max, lr_min, {**sweep, "notes": notes}
 
 
+def run_record(device, data, lr_max, lr_min, finder, mean, std):
+    """What metrics.json reports about a run besides its config and history."""
+    return {"device": str(device), "data": data["source"], "commit": git_commit(),
+            "torch": str(torch.__version__), "lr_max": lr_max, "lr_min": lr_min,
+            "lr_finder": finder, "mean": mean, "std": std}
+
+
+def git_commit():
+    """The checked-out commit of this repository, or None outside a git checkout."""
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_loader, test_loader,
                            device, record, checkpoint=None, log=print):
     """fit() with a checkpoint and metrics.json written to `run_dir` after every epoch.
@@ -748,7 +770,9 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
         history, seconds_before = checkpoint["history"], checkpoint["seconds"]
         log(f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
         for epoch in history["epochs"]:
-            log(f"  epoch {epoch['epoch']}: train {epoch['train_acc']:.2f}%, test {epoch['test_acc']:.2f}%")
+            log(f"Epoch {epoch['epoch']}/{cfg.epochs} (from the checkpoint)\n"
+                f"Train: Loss={epoch['train_loss']:.4f} Accuracy={epoch['train_acc']:.2f}\n"
+                + format_test_line(epoch))
     started = time.perf_counter()
 
     def metrics(history, complete):
@@ -766,3 +790,51 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
     result = metrics(history, complete=True)
     write_json(run_dir / "metrics.json", result)
     return result
+
+
+# --------------------------------------------------------------------------- notebook
+
+def notebook_config(smoke=None):
+    """The notebook's config: the assignment's run, or with S10_SMOKE=1 a small run that
+    exercises every cell in a few minutes on 2 CPU cores."""
+    smoke = os.environ.get("S10_SMOKE") == "1" if smoke is None else smoke
+    if not smoke:
+        return Config()
+    return Config(subset=1024, batch_size=128, epochs=2, finder_steps=12)
+
+
+def notebook_dirs():
+    """(run folder, figures folder): $S10_RUN_DIR or runs/notebook, $S10_FIGURES or assets."""
+    return (Path(os.environ.get("S10_RUN_DIR") or "runs/notebook"),
+            Path(os.environ.get("S10_FIGURES") or "assets"))
+
+
+def format_config(cfg):
+    return "\n".join(f"{name:16} {value!r}" for name, value in cfg.to_dict().items())
+
+
+def saved(figure, path):
+    """Save `figure` to `path` (folders made as needed) and return it, for display."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return figure
+
+
+def format_per_class(counts, classes=CLASSES):
+    accuracy = per_class_accuracy(counts)
+    return "\n".join(f"{name:12} {acc:6.2f}%  ({counts[i, i]}/{counts[i].sum()})"
+                     for i, (name, acc) in enumerate(zip(classes, accuracy)))
+
+
+def format_results(metrics):
+    """The run's results as a small markdown-style table."""
+    epochs = metrics["epochs"]
+    last, best = epochs[-1], max(epochs, key=lambda e: e["test_acc"])
+    rows = [("epochs", f"{last['epoch']} of {metrics['config']['epochs']}"),
+            ("test accuracy, last epoch", f"{last['test_acc']:.2f}%"),
+            ("best test accuracy", f"{best['test_acc']:.2f}% (epoch {best['epoch']})"),
+            ("train accuracy, last epoch", f"{last['train_acc']:.2f}%"),
+            ("seconds per epoch (mean)", f"{sum(e['seconds'] for e in epochs) / len(epochs):.1f}"),
+            ("LR_max / LR_min", f"{metrics['lr_max']:.3e} / {metrics['lr_min']:.3e}"),
+            ("device", metrics["device"]), ("data", metrics["data"])]
+    return "\n".join(["| result | value |", "|---|---|"] + [f"| {n} | {v} |" for n, v in rows])

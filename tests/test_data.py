@@ -7,7 +7,7 @@ import pytest
 import torchvision.datasets.utils as tv_utils
 
 import utils
-from conftest import write_batch
+from tests.conftest import write_batch, write_cifar_folder
 
 
 def test_reads_the_official_layout(tiny_data):
@@ -57,7 +57,7 @@ def test_only_downloads_are_checked_against_the_official_md5(monkeypatch, tmp_pa
     calls = []
     monkeypatch.setattr(tv_utils, "download_and_extract_archive",
                         lambda url, root, md5: calls.append((url, md5)) or
-                        __import__("conftest").write_cifar_folder(root))
+                        write_cifar_folder(root))
     data = utils.load_cifar10(tmp_path)
     assert calls == [(utils.CIFAR_URL, "c58f30108f718f92721af3b95e74349a")]
     assert "md5 verified" in data["source"]

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 import utils
-from conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA
 from models.resnet import ResNet
 
 
 @pytest.fixture(scope="session")
 def stand_in(tmp_path_factory):
-    """$S10_DATA if it holds CIFAR-10, else the stand-in built from shared/data, else skip."""
-    env = os.environ.get("S10_DATA")
+    """$S10_STAND_IN (built by .ci/run), else the stand-in built from shared/data, else skip."""
+    env = os.environ.get("S10_STAND_IN")
     if env and (Path(env) / "cifar-10-batches-py").is_dir():
         return Path(env)
     if not (SHARED_DATA / "make_cifar10.py").exists():

@@ -49,7 +49,7 @@ def test_train_py_end_to_end_writes_valid_metrics(tiny_data, tmp_path):
                      "--finder-steps", 12, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "Test set: Average loss:" in result.stdout and "/100 (" in result.stdout
-    assert "Train: Loss=" in result.stderr and "Batch_id=3 Accuracy=" in result.stderr
+    assert "Train: Loss=" in result.stdout and "Batch_id=3 Accuracy=" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["complete"] and metrics["device"] == "cpu" and "local copy" in metrics["data"]
     assert metrics["config"]["epochs"] == 2 and metrics["config"]["batch_size"] == 50
@@ -71,9 +71,10 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_data, tmp_path):
     assert whole.returncode == 0, whole.stderr
 
     killed, log = tmp_path / "killed", tmp_path / "killed.log"
-    with open(log, "w") as stderr:
+    with open(log, "w") as stdout:
         process = subprocess.Popen([sys.executable, "train.py", *map(str, args), "--out", killed],
-                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr)
+                                   cwd=ROOT, stdout=stdout, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
         deadline = time.time() + 120
         while not (killed / "checkpoint.pt").exists() and time.time() < deadline:
             time.sleep(0.02)
