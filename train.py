@@ -70,9 +70,9 @@ def save_plots(out, metrics, model, data, loaders, mean, std, device):
     train_loader, test_loader = loaders
     preds, targets = utils.predict(model, test_loader, device)
     wrong = (preds != targets).nonzero()[0][:32]
-    samples, sample_labels = utils.augmented_samples(train_loader.dataset, mean, std)
+    samples = utils.augmented_samples(data["train_x"], mean, std)
     figures = {
-        "augmented_samples.png": utils.plot_samples(samples, sample_labels),
+        "augmented_samples.png": utils.plot_samples(samples, data["train_y"][:len(samples)]),
         "history.png": utils.plot_history(metrics["epochs"]),
         "lr_schedule.png": utils.plot_lr_schedule(metrics["lrs"], len(train_loader)),
         "misclassified.png": utils.plot_misclassified(data["test_x"][wrong], targets[wrong], preds[wrong]),
@@ -101,7 +101,7 @@ def run(cfg, out, checkpoint=None, log=print):
     optimizer = utils.make_optimizer(model, cfg)
     lr_max, lr_min, finder = utils.choose_lrs(cfg, model, optimizer, criterion, train_loader,
                                               device, checkpoint, log)
-    record = utils.run_record(device, data, lr_max, lr_min, finder, mean, std)
+    record = utils.run_record(cfg, device, data, lr_max, lr_min, finder, mean, std)
     metrics = utils.train_with_checkpoints(out, cfg, model, optimizer, criterion, train_loader,
                                            test_loader, device, record, checkpoint, log)
     save_plots(out, metrics, model, data, (train_loader, test_loader), mean, std, device)

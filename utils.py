@@ -69,6 +69,10 @@ class Config:
     dropout: float = 0.05         # small: every conv has one, and cutout already regularises
     weight_decay: float = 0.0     # plain Adam, as the assignment asks
     channels_last: bool = True    # NHWC layout: faster convolutions (measured by bench.py)
+    amp: bool = True              # mixed precision on CUDA (bf16, else fp16 + grad scaler); CPU: fp32
+    loader: str = "auto"          # albumentations | device (whole dataset on the device) | auto
+    tta: bool = False             # also report test accuracy with horizontal-flip TTA
+    compile: bool = False         # torch.compile the model (CUDA only)
     subset: int | None = None     # train on the first N training images (quick runs)
     finder_start_lr: float = 1e-7
     finder_end_lr: float = 10.0
@@ -113,7 +117,12 @@ def validate_config(cfg):
         raise ConfigError(f"subset must be a positive number of images, got {cfg.subset!r}")
     if cfg.workers is not None and cfg.workers < 0:
         raise ConfigError(f"workers must be >= 0, got {cfg.workers!r}")
+    if cfg.loader not in LOADERS:
+        raise ConfigError(f"loader must be one of {', '.join(LOADERS)}, got {cfg.loader!r}")
     get_device(cfg.device)  # raises for an unknown or missing device
+
+
+LOADERS = ("auto", "albumentations", "device")
 
 
 def config_fields():
@@ -153,6 +162,39 @@ def default_workers(device):
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, min(4, cpus or 1))
+
+
+def autocast_dtype(cfg, device):
+    """The mixed-precision dtype for this device, or None for fp32.
+
+    bf16 where the GPU supports it (no loss scaling needed), else fp16 with a grad scaler; CPU
+    and MPS stay in fp32, where autocast brings no speed for this model.
+    """
+    if not cfg.amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def make_grad_scaler(dtype):
+    """A GradScaler that is active only for fp16 (bf16 and fp32 need no loss scaling)."""
+    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def resolve_loader(cfg, device):
+    """auto: the device-resident loader on CUDA, albumentations elsewhere."""
+    if cfg.loader != "auto":
+        return cfg.loader
+    return "device" if device.type == "cuda" else "albumentations"
+
+
+def maybe_compile(model, cfg, device, log=print):
+    """torch.compile(model) if the config asks and the device is CUDA, else the model itself."""
+    if not cfg.compile:
+        return model
+    if device.type != "cuda":
+        log(f"note: --compile is used on CUDA only; training uncompiled on {device.type}")
+        return model
+    return torch.compile(model)
 
 
 # --------------------------------------------------------------------------- data
@@ -305,6 +347,12 @@ def make_loaders(data, cfg, device):
             raise ConfigError(f"subset {cfg.subset} is larger than the {len(train_x)} training images")
         train_x, train_y = train_x[:cfg.subset], train_y[:cfg.subset]
     mean, std = channel_stats(train_x)
+    if resolve_loader(cfg, device) == "device":
+        from device_loader import DeviceLoader
+        common = {"batch_size": cfg.batch_size, "mean": mean, "std": std, "device": device,
+                  "seed": cfg.seed, "channels_last": cfg.channels_last}
+        return (DeviceLoader(train_x, train_y, train=True, **common),
+                DeviceLoader(data["test_x"], data["test_y"], train=False, **common), mean, std)
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     # no persistent workers: reseed_loader's per-epoch seed must reach fresh workers each epoch
     common = {"batch_size": cfg.batch_size, "num_workers": workers, "pin_memory": device.type == "cuda"}
@@ -323,6 +371,9 @@ def reseed_loader(loader, seed):
 
     Called once per epoch with (run seed, epoch), so a resumed run sees the same batches.
     """
+    if hasattr(loader, "set_seed"):  # the device-resident loader
+        loader.set_seed(seed)
+        return
     if loader.generator is not None:
         loader.generator.manual_seed(seed)
     if loader.num_workers == 0:  # workers are seeded from the generator instead
@@ -440,8 +491,13 @@ class Meter:
         return 100.0 * self.correct / max(self.count, 1)
 
 
-def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoch=0):
-    """One pass over `loader`; returns {"train_loss", "train_acc", "lrs"} (the LR of every step)."""
+def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoch=0,
+                    amp_dtype=None, scaler=None):
+    """One pass over `loader`; returns {"train_loss", "train_acc", "lrs"} (the LR of every step).
+
+    `amp_dtype` (bf16/fp16) runs the forward pass under autocast; `scaler` scales fp16 losses.
+    """
+    scaler = scaler or make_grad_scaler(None)
     model.train()
     meter, lrs = Meter(), []
     # a text bar on stdout, not tqdm.auto's widget: it reads like the assignment's log and
@@ -452,15 +508,17 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoc
         targets = targets.to(device, non_blocking=True)
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.zero_grad(set_to_none=True)
-        logits = model(images)
-        loss = criterion(logits, targets)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images)
+            loss = criterion(logits, targets)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             bar.close()
             raise DivergedError(f"the training loss became {loss_value} at epoch {epoch + 1}, "
                                 f"step {batch_id + 1}: lower --lr-max (or let the LR finder pick it)")
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         meter.update(loss_value, logits.detach(), targets)
         bar.set_description(f"Train: Loss={loss_value:.4f} Batch_id={batch_id} Accuracy={meter.acc:.2f}")
@@ -468,24 +526,39 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoc
 
 
 @torch.no_grad()
-def evaluate(model, loader, criterion, device):
-    """Loss and accuracy on `loader`: {"test_loss", "test_acc", "correct", "total"}."""
+def evaluate(model, loader, criterion, device, tta=False, amp_dtype=None):
+    """Loss and accuracy on `loader`: {"test_loss", "test_acc", "correct", "total"}.
+
+    With `tta`, also "test_loss_tta" and "test_acc_tta": logits averaged over the image and its
+    horizontal flip.
+    """
     model.eval()
-    meter = Meter()
+    meter, tta_meter = Meter(), Meter()
     for images, targets in loader:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        logits = model(images)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(images).float()
+            if tta:
+                tta_logits = (logits + model(images.flip(3)).float()) / 2
         meter.update(criterion(logits, targets), logits, targets)
-    return {"test_loss": meter.loss, "test_acc": meter.acc, "correct": meter.correct, "total": meter.count}
+        if tta:
+            tta_meter.update(criterion(tta_logits, targets), tta_logits, targets)
+    result = {"test_loss": meter.loss, "test_acc": meter.acc, "correct": meter.correct, "total": meter.count}
+    if tta:
+        result.update(test_loss_tta=tta_meter.loss, test_acc_tta=tta_meter.acc)
+    return result
 
 
 def format_test_line(result):
-    return (f"Test set: Average loss: {result['test_loss']:.4f}, Accuracy: "
+    line = (f"Test set: Average loss: {result['test_loss']:.4f}, Accuracy: "
             f"{result['correct']}/{result['total']} ({result['test_acc']:.2f}%)")
+    if "test_acc_tta" in result:
+        line += f", with flip TTA: {result['test_acc_tta']:.2f}%"
+    return line
 
 
 def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, device, epochs,
-        seed=0, history=None, on_epoch_end=None, log=print):
+        seed=0, history=None, on_epoch_end=None, log=print, tta=False, amp_dtype=None, scaler=None):
     """Train to `epochs`, continuing `history` ({"epochs": [...], "lrs": [...]}) if given.
 
     Each epoch reseeds the loader from (seed, epoch), logs the assignment's test line and
@@ -496,8 +569,9 @@ def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, devic
         reseed_loader(train_loader, epoch_seed(seed, epoch))
         log(f"Epoch {epoch + 1}/{epochs}")
         start = time.perf_counter()
-        train = train_one_epoch(model, train_loader, optimizer, scheduler, criterion, device, epoch)
-        test = evaluate(model, test_loader, criterion, device)
+        train = train_one_epoch(model, train_loader, optimizer, scheduler, criterion, device, epoch,
+                                amp_dtype, scaler)
+        test = evaluate(model, test_loader, criterion, device, tta, amp_dtype)
         log(format_test_line(test))
         history["lrs"] += train.pop("lrs")
         history["epochs"].append({"epoch": epoch + 1, **train, **test,
@@ -514,7 +588,7 @@ def predict(model, loader, device):
     preds, targets = [], []
     for images, labels in loader:
         preds.append(model(images.to(device)).argmax(1).cpu())
-        targets.append(labels)
+        targets.append(labels.cpu())
     return torch.cat(preds).numpy(), torch.cat(targets).numpy()
 
 
@@ -545,11 +619,13 @@ def image_grid(images, titles, ncols=8, size=1.6):
     return fig
 
 
-def augmented_samples(dataset, mean, std, count=32, seed=0):
-    """(images in [0, 1], labels) of `count` training images after augmentation, for plotting."""
-    dataset.transform.set_random_seed(seed)
-    tensors, labels = zip(*(dataset[i] for i in range(count)))
-    return denormalize(torch.stack(tensors), mean, std), list(labels)
+def augmented_samples(images, mean, std, count=32, seed=0):
+    """The first `count` uint8 images after the albumentations training augmentation, as
+    images in [0, 1] for plotting."""
+    transform = train_transforms(mean, std)
+    transform.set_random_seed(seed)
+    tensors = [transform(image=image)["image"] for image in images[:count]]
+    return denormalize(torch.stack(tensors), mean, std)
 
 
 def plot_samples(images, labels, classes=CLASSES, ncols=8):
@@ -648,13 +724,16 @@ def _set_rng_states(states):
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path, model, optimizer, scheduler, state):
-    """Model, optimizer, scheduler, RNG states and `state` (plain data) to `path`, atomically:
-    written to a temporary file, then renamed, so a kill leaves the previous checkpoint intact."""
+def save_checkpoint(path, model, optimizer, scheduler, state, scaler=None):
+    """Model, optimizer, scheduler, grad scaler, RNG states and `state` (plain data) to `path`,
+    atomically: written to a temporary file, then renamed, so a kill leaves the previous
+    checkpoint intact."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": _rng_states(), **state}, tmp)
+                "scheduler": scheduler.state_dict(), "rng": _rng_states(),
+                "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+                **state}, tmp)
     os.replace(tmp, path)
 
 
@@ -673,26 +752,28 @@ def load_checkpoint(path):
                           "nothing in it was run") from None
 
 
-def restore_training_state(checkpoint, model, optimizer, scheduler):
-    """Load model, optimizer, scheduler and RNG states from a loaded checkpoint."""
+def restore_training_state(checkpoint, model, optimizer, scheduler, scaler=None):
+    """Load model, optimizer, scheduler, grad scaler and RNG states from a loaded checkpoint."""
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
+    if scaler is not None and checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
     _set_rng_states(checkpoint["rng"])
 
 
 # --------------------------------------------------------------------------- runs
 
 CHECKPOINT = "checkpoint.pt"
-# settings that describe the machine, not the experiment: a resumed run may change them
-MACHINE_SETTINGS = {"device", "workers", "data_dir"}
+# settings that change how a run is computed, not what is trained: a resumed run may change them
+RUNTIME_SETTINGS = {"device", "workers", "data_dir", "amp", "loader", "compile", "tta", "channels_last"}
 
 
 def config_conflicts(saved, cfg):
-    """Settings of `cfg` that differ from a saved run's config (machine settings may differ)."""
+    """Settings of `cfg` that differ from a saved run's config (runtime settings may differ)."""
     # settings the saved run predates are not compared: it ran with their defaults
     return {name: (value, saved[name]) for name, value in cfg.to_dict().items()
-            if name in saved and name not in MACHINE_SETTINGS and saved[name] != value}
+            if name in saved and name not in RUNTIME_SETTINGS and saved[name] != value}
 
 
 def find_checkpoint(run_dir, cfg=None):
@@ -735,11 +816,23 @@ def choose_lrs(cfg, model, optimizer, criterion, loader, device, checkpoint=None
     return lr_max, lr_min, {**sweep, "notes": notes}
 
 
-def run_record(device, data, lr_max, lr_min, finder, mean, std):
+def run_record(cfg, device, data, lr_max, lr_min, finder, mean, std):
     """What metrics.json reports about a run besides its config and history."""
-    return {"device": str(device), "data": data["source"], "commit": git_commit(),
+    dtype = autocast_dtype(cfg, device)
+    return {"device": device_name(device), "data": data["source"], "commit": git_commit(),
+            "precision": str(dtype).replace("torch.", "") if dtype else "float32",
+            "loader": resolve_loader(cfg, device),
             "torch": str(torch.__version__), "lr_max": lr_max, "lr_min": lr_min,
             "lr_finder": finder, "mean": mean, "std": std}
+
+
+def device_name(device):
+    """'cpu (N threads)' or the GPU's name, for the record."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
 
 
 def git_commit():
@@ -764,9 +857,11 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
     run_dir.mkdir(parents=True, exist_ok=True)
     scheduler = make_scheduler(optimizer, record["lr_max"], record["lr_min"], cfg.epochs,
                                len(train_loader), cfg.pct_start)
+    amp_dtype = autocast_dtype(cfg, device)
+    scaler = make_grad_scaler(amp_dtype)
     history, seconds_before = None, 0.0
     if checkpoint is not None:
-        restore_training_state(checkpoint, model, optimizer, scheduler)
+        restore_training_state(checkpoint, model, optimizer, scheduler, scaler)
         history, seconds_before = checkpoint["history"], checkpoint["seconds"]
         log(f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
         for epoch in history["epochs"]:
@@ -782,11 +877,14 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
 
     def on_epoch_end(history):
         state = metrics(history, complete=False)
-        save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, {**state, "history": history})
+        save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, {**state, "history": history},
+                        scaler)
         write_json(run_dir / "metrics.json", state)
 
-    history = fit(model, train_loader, test_loader, optimizer, scheduler, criterion, device,
-                  cfg.epochs, seed=cfg.seed, history=history, on_epoch_end=on_epoch_end, log=log)
+    # the compiled model shares its parameters with `model`, which the checkpoints save
+    history = fit(maybe_compile(model, cfg, device, log), train_loader, test_loader, optimizer,
+                  scheduler, criterion, device, cfg.epochs, seed=cfg.seed, history=history,
+                  on_epoch_end=on_epoch_end, log=log, tta=cfg.tta, amp_dtype=amp_dtype, scaler=scaler)
     result = metrics(history, complete=True)
     write_json(run_dir / "metrics.json", result)
     return result

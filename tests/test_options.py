@@ -1,0 +1,87 @@
+"""Evaluation with flip TTA, precision and loader choice, resuming in the notebook, LR fallback."""
+import json
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import train
+import utils
+
+CPU = torch.device("cpu")
+
+
+class Linear(nn.Module):
+    """A model that is not flip-invariant, so TTA changes its logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_tta_averages_the_logits_of_the_image_and_its_flip():
+    torch.manual_seed(0)
+    model, images, targets = Linear(), torch.randn(20, 3, 4, 4), torch.randint(0, 3, (20,))
+    loader = [(images[:12], targets[:12]), (images[12:], targets[12:])]
+    result = utils.evaluate(model, loader, nn.CrossEntropyLoss(), CPU, tta=True)
+    with torch.no_grad():
+        plain = model(images)
+        averaged = (plain + model(images.flip(3))) / 2
+    assert result["correct"] == int((plain.argmax(1) == targets).sum())
+    assert result["test_acc_tta"] == pytest.approx(100 * float((averaged.argmax(1) == targets).float().mean()))
+    assert result["test_loss_tta"] == pytest.approx(float(nn.functional.cross_entropy(averaged, targets)), rel=1e-5)
+    assert "test_acc_tta" not in utils.evaluate(model, loader, nn.CrossEntropyLoss(), CPU)
+
+
+def test_cpu_runs_in_fp32_with_the_albumentations_loader():
+    cfg = utils.Config()
+    assert utils.autocast_dtype(cfg, CPU) is None
+    assert utils.resolve_loader(cfg, CPU) == "albumentations"
+    assert not utils.make_grad_scaler(None).is_enabled()
+    assert utils.resolve_loader(utils.Config(loader="device"), CPU) == "device"
+    assert utils.maybe_compile(model := Linear(), utils.Config(compile=True), CPU, log=lambda m: None) is model
+
+
+def test_unknown_loader_is_refused():
+    with pytest.raises(utils.ConfigError, match="loader must be one of"):
+        utils.validate_config(utils.Config(loader="fast"))
+
+
+def test_train_py_records_tta_accuracy(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50",
+                       "--lr-max", "5e-3", "--lr-min", "5e-5", "--tta", "--out", str(out)]) == 0
+    epoch = json.loads((out / "metrics.json").read_text())["epochs"][0]
+    assert 0 <= epoch["test_acc_tta"] <= 100 and "test_loss_tta" in epoch
+
+
+def test_the_notebook_refuses_to_continue_a_run_with_another_config(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50",
+                       "--lr-max", "5e-3", "--lr-min", "5e-5", "--out", str(out)]) == 0
+    same = utils.Config(data_dir="elsewhere", epochs=1, batch_size=50, lr_max=5e-3, lr_min=5e-5)
+    assert utils.find_checkpoint(out, same)["history"]["epochs"][0]["epoch"] == 1
+    with pytest.raises(utils.ConfigError, match=r"epochs = 2 \(the run has 1\)"):
+        utils.find_checkpoint(out, utils.Config(epochs=2, batch_size=50, lr_max=5e-3, lr_min=5e-5))
+    assert utils.find_checkpoint(tmp_path / "empty", same) is None
+
+
+def test_a_diverging_sweep_falls_back_with_a_visible_warning(tiny_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(utils, "lr_range_test", lambda *args: {"lrs": [1e-7, 1e-6, 1e-5],
+                                                             "losses": [2.3, 50.0, float("nan")]})
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50",
+                       "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: the LR sweep gave no usable curve" in captured.err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["lr_max"], metrics["lr_min"]) == (1e-3, 1e-5)
+    assert metrics["lr_finder"]["notes"]
+    with warnings.catch_warnings(record=True) as caught:  # in the notebook: a Python warning
+        warnings.simplefilter("always")
+        utils.choose_lrs(utils.Config(), None, None, None, None, CPU, log=lambda m: None)
+    assert any("no usable curve" in str(w.message) for w in caught)
