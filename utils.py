@@ -409,7 +409,9 @@ def lr_range_test(model, optimizer, criterion, loader, device, start_lr=1e-7, en
         # its bar as a text bar like ours (see train_one_epoch), and its hint about its own
         # plot() silenced: we draw our own
         with mock.patch.object(lr_finder, "tqdm", text_bar), contextlib.redirect_stdout(io.StringIO()):
-            finder.range_test(loader, start_lr=start_lr, end_lr=end_lr, num_iter=steps,
+            # range_test takes a DataLoader, or any loader wrapped in its iterator class
+            batches = loader if isinstance(loader, DataLoader) else lr_finder.TrainDataLoaderIter(loader)
+            finder.range_test(batches, start_lr=start_lr, end_lr=end_lr, num_iter=steps,
                               step_mode="exp", diverge_th=5)
     finally:
         finder.reset()

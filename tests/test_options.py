@@ -85,3 +85,20 @@ def test_a_diverging_sweep_falls_back_with_a_visible_warning(tiny_data, tmp_path
         warnings.simplefilter("always")
         utils.choose_lrs(utils.Config(), None, None, None, None, CPU, log=lambda m: None)
     assert any("no usable curve" in str(w.message) for w in caught)
+
+
+def test_the_device_loader_runs_the_whole_cli(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50",
+                       "--finder-steps", "6", "--loader", "device", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["loader"] == "device" and len(metrics["lrs"]) == 4
+    assert len(metrics["lr_finder"]["lrs"]) > 0
+
+
+def test_bench_prints_its_figures_and_the_ratio(capsys):
+    import bench
+    bench.main(["--device", "cpu", "--batches", "2", "--batch-size", "8"])
+    out = capsys.readouterr().out
+    assert "bare step, channels_last:" in out and "FLOPs per image" in out
+    assert out.strip().splitlines()[-1].startswith("full loop / bare step: ")

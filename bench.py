@@ -1,0 +1,154 @@
+"""Throughput of the training step on this device, bare and inside the full loop.
+
+    python bench.py                 # the default device (CUDA, else MPS, else CPU)
+    python bench.py --device cpu --batches 10
+
+Measures, in one run: the bare training step (model + Adam on one synthetic batch already on the
+device) with and without channels_last; the data pipeline alone for each loader; the full loop
+(utils.train_one_epoch: loader, augmentation, transfer, step, scheduler, progress bar) for each
+loader; FLOP/s against the device's peak where it is known. Images are random uint8 arrays of
+CIFAR-10's shape, so no dataset is needed. Ends with `full loop / bare step: R` for the default
+loader. On a CPU keep --batches small: one batch of 512 takes seconds.
+"""
+import argparse
+import time
+
+import numpy as np
+import torch
+
+import utils
+
+# dense bf16/fp16 tensor-core peaks from the vendors' data sheets, in FLOP/s
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12,
+              "V100": 125e12, "A10G": 125e12}
+
+
+class Take:
+    """The first `count` batches of a loader, with a length, so tqdm shows a total."""
+
+    def __init__(self, loader, count):
+        self.loader, self.count = loader, count
+
+    def __len__(self):
+        return min(self.count, len(self.loader))
+
+    def __iter__(self):
+        for index, batch in enumerate(self.loader):
+            if index == self.count:
+                return
+            yield batch
+
+
+def timed(fn, repeats=1, warmup=None):
+    """Seconds per call of fn(), after one call of warmup (default: fn), synchronising accelerators."""
+    (warmup or fn)()
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / repeats
+
+
+def training_setup(cfg, device, batches):
+    """Model, optimizer, scheduler, criterion for `batches` steps with the config's recipe."""
+    model = utils.build_model(cfg, device)
+    optimizer = utils.make_optimizer(model, cfg)
+    scheduler = utils.make_scheduler(optimizer, 1e-3, 1e-5, 1, batches + 2)
+    return model, optimizer, scheduler, torch.nn.CrossEntropyLoss()
+
+
+def bare_step(cfg, device, batches):
+    """Images/s of forward + backward + Adam on one batch that is already on the device."""
+    model, optimizer, _, criterion = training_setup(cfg, device, batches)
+    memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    images = torch.randn(cfg.batch_size, 3, 32, 32, device=device).to(memory_format=memory)
+    targets = torch.randint(0, 10, (cfg.batch_size,), device=device)
+    dtype, scaler = utils.autocast_dtype(cfg, device), utils.make_grad_scaler(utils.autocast_dtype(cfg, device))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = criterion(model(images), targets)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return cfg.batch_size / timed(step, batches)
+
+
+def flops_per_image(cfg):
+    """Forward + backward FLOPs of one image, counted by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model = utils.build_model(cfg, torch.device("cpu"))
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(torch.randn(2, 3, 32, 32)).sum().backward()
+    return counter.get_total_flops() / 2
+
+
+def loaders_for(kind, cfg, device, batches):
+    data = {"train_x": np.random.default_rng(0).integers(0, 256, (cfg.batch_size * (batches + 1), 32, 32, 3),
+                                                         dtype=np.uint8),
+            "train_y": np.random.default_rng(1).integers(0, 10, cfg.batch_size * (batches + 1)),
+            "test_x": np.zeros((1, 32, 32, 3), np.uint8), "test_y": np.zeros(1, np.int64)}
+    train_loader, _, _, _ = utils.make_loaders(data, utils.Config(**{**cfg.to_dict(), "loader": kind}), device)
+    return train_loader
+
+
+def pipeline_only(loader, batches, device):
+    """Images/s of the loader alone: augmentation and transfer to the device, no model."""
+    def one_pass():
+        for images, _ in Take(loader, batches):
+            images.to(device, non_blocking=True)
+    return batches * loader.batch_size / timed(one_pass)
+
+
+def full_loop(cfg, loader, device, batches):
+    """Images/s of utils.train_one_epoch over `batches` batches of `loader`."""
+    model, optimizer, scheduler, criterion = training_setup(cfg, device, batches * 2 + 2)
+    dtype = utils.autocast_dtype(cfg, device)
+    scaler = utils.make_grad_scaler(dtype)
+    def run(count):
+        return lambda: utils.train_one_epoch(model, Take(loader, count), optimizer, scheduler, criterion,
+                                             device, amp_dtype=dtype, scaler=scaler)
+    return batches * loader.batch_size / timed(run(batches), warmup=run(1))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batches", type=int, help="batches per measurement (default: 10 on CPU, 50 else)")
+    parser.add_argument("--batch-size", type=int, default=512)
+    args = parser.parse_args(argv)
+    cfg = utils.Config(device=args.device, batch_size=args.batch_size)
+    device = utils.get_device(cfg.device)
+    batches = args.batches or (10 if device.type == "cpu" else 50)
+    dtype = utils.autocast_dtype(cfg, device)
+    print(f"device: {utils.device_name(device)}; torch {torch.__version__}; batch {cfg.batch_size}; "
+          f"{batches} batches per measurement; precision {dtype or 'float32'}")
+
+    bare = bare_step(cfg, device, batches)
+    bare_nchw = bare_step(utils.Config(**{**cfg.to_dict(), "channels_last": False}), device, batches)
+    print(f"bare step, channels_last: {bare:9.1f} img/s")
+    print(f"bare step, NCHW:          {bare_nchw:9.1f} img/s   (channels_last / NCHW: {bare / bare_nchw:.2f})")
+    flops = flops_per_image(cfg)
+    peak = next((v for k, v in PEAK_FLOPS.items() if device.type == "cuda" and k in torch.cuda.get_device_name(device)), None)
+    achieved = flops * bare
+    print(f"FLOPs per image (fwd + bwd): {flops / 1e9:.2f} G; bare step: {achieved / 1e12:.3f} TFLOP/s"
+          + (f" = {achieved / peak:.1%} of the {peak / 1e12:.0f} TFLOP/s peak" if peak else " (device peak not known)"))
+
+    default = utils.resolve_loader(cfg, device)
+    ratios = {}
+    for kind in ("albumentations", "device"):
+        loader = loaders_for(kind, cfg, device, batches)
+        pipeline = pipeline_only(loader, batches, device)
+        loop = full_loop(cfg, loader, device, batches)
+        ratios[kind] = loop / bare
+        print(f"{kind:15} loader: pipeline alone {pipeline:10.1f} img/s; full loop {loop:9.1f} img/s"
+              f" = {ratios[kind]:.3f} of the bare step" + ("  (default)" if kind == default else ""))
+    print(f"full loop / bare step: {ratios[default]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
