@@ -9,7 +9,6 @@ Writes DIR/metrics.json, DIR/checkpoint.pt (every epoch) and the plots into the 
 (--out, default a new folder under runs/). The notebook S10.ipynb calls the same functions.
 """
 import argparse
-import os
 import sys
 import time
 import types
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 
 import utils
+
 
 def _flag_type(annotation, default):
     if isinstance(annotation, types.UnionType):  # "float | None" -> float
@@ -119,7 +119,7 @@ def main(argv=None):
             # a warning (the LR finder's fallback) reads as one line here, not a source listing
             warnings.simplefilter("always")
             warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
-            run(cfg, out, checkpoint)
+            run(cfg, out, checkpoint, log=lambda line: print(line, flush=True))
     except utils.S10Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -130,5 +130,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     sys.exit(main())

@@ -865,6 +865,11 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
     if checkpoint is not None:
         restore_training_state(checkpoint, model, optimizer, scheduler, scaler)
         history, seconds_before = checkpoint["history"], checkpoint["seconds"]
+        # the run keeps the commit and device it started on; each resume is listed with its own
+        resumed = checkpoint.get("resumed", []) + [{"after_epoch": len(history["epochs"]),
+                                                    "commit": record["commit"], "device": record["device"]}]
+        record = {**record, "commit": checkpoint.get("commit"), "device": checkpoint.get("device"),
+                  "resumed": resumed}
         log(f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
         for epoch in history["epochs"]:
             log(f"Epoch {epoch['epoch']}/{cfg.epochs} (from the checkpoint)\n"
