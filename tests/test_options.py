@@ -102,3 +102,20 @@ def test_bench_prints_its_figures_and_the_ratio(capsys):
     out = capsys.readouterr().out
     assert "bare step, channels_last:" in out and "FLOPs per image" in out
     assert out.strip().splitlines()[-1].startswith("full loop / bare step: ")
+
+
+def test_worker_processes_repeat_with_the_seed_and_differ_from_each_other(tiny_data):
+    data = utils.load_cifar10(tiny_data, download=False)
+    # every training image the same: batches then differ only through the augmentation
+    data["train_x"][:] = data["train_x"][0]
+    loader, _, _, _ = utils.make_loaders(data, utils.Config(batch_size=50, workers=2), CPU)
+
+    def epoch(seed):
+        utils.reseed_loader(loader, seed)
+        return [images for images, _ in loader]
+
+    first, again, other = epoch(3), epoch(3), epoch(4)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], other[0])
+    # batches 0 and 1 come from different workers, which must not share one random stream
+    assert not torch.equal(first[0], first[1])
