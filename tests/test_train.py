@@ -144,10 +144,10 @@ def test_missing_data_offline_exits_with_a_message(tmp_path, monkeypatch, capsys
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
     real_train = utils.train_one_epoch
 
-    def diverge_in_epoch_2(model, loader, optimizer, scheduler, criterion, device, epoch=0):
+    def diverge_in_epoch_2(model, loader, optimizer, scheduler, criterion, device, epoch, *rest):
         if epoch == 1:
             raise utils.DivergedError(f"the training loss became nan at epoch {epoch + 1}, step 3")
-        return real_train(model, loader, optimizer, scheduler, criterion, device, epoch)
+        return real_train(model, loader, optimizer, scheduler, criterion, device, epoch, *rest)
 
     monkeypatch.setattr(utils, "train_one_epoch", diverge_in_epoch_2)
     out = tmp_path / "run"
