@@ -142,7 +142,8 @@ def get_device(name="auto"):
         device = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": has_mps}
+    available = {"cpu": True, "mps": has_mps,
+                 "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()}
     if not available.get(device.type, False):
         raise ConfigError(f"device {name!r} is not available on this machine: use auto or cpu")
     return device
@@ -172,7 +173,13 @@ def autocast_dtype(cfg, device):
     """
     if not cfg.amp or device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # is_bf16_supported() also says yes to emulated bf16 (T4, V100): ask for Ampere or newer
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+
+
+def autocast(device, dtype):
+    """Autocast to `dtype` on `device`, or no context at all for fp32."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def make_grad_scaler(dtype):
@@ -208,20 +215,25 @@ class RefusedGlobal(pickle.UnpicklingError):
     """A pickle asked for something a CIFAR batch never holds."""
 
 
+def _latin1_encode(text, encoding="latin1"):
+    """codecs.encode as Python 3 pickles of bytes use it; no other codec (zlib, bz2...)."""
+    if encoding != "latin1":
+        raise RefusedGlobal(f"it asks for the {encoding!r} codec")
+    return text.encode("latin1")
+
+
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickles only what a CIFAR batch holds: numpy arrays and plain Python values.
 
     Any other global (os.system, a class of some package...) is refused before it can run.
     """
-    _numpy_core = "numpy._core" if hasattr(np, "_core") else "numpy.core"
-    ALLOWED = {
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): __import__("codecs").encode,
-    }
-    for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        ALLOWED[(_module, "_reconstruct")] = np.ndarray.__reduce__(np.zeros(1))[0]
-        ALLOWED[(_module, "scalar")] = np.int64(0).__reduce__()[0]
+    ALLOWED = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("_codecs", "encode"): _latin1_encode}
+    # numpy 1 and 2 name their modules differently; both read the same arrays
+    for core in ("numpy.core", "numpy._core"):
+        ALLOWED[(core + ".multiarray", "_reconstruct")] = np.ndarray.__reduce__(np.zeros(1))[0]
+        ALLOWED[(core + ".multiarray", "scalar")] = np.int64(0).__reduce__()[0]
+        ALLOWED[(core + ".numeric", "_frombuffer")] = np.zeros(1).__reduce_ex__(5)[0]
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -510,7 +522,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoc
         targets = targets.to(device, non_blocking=True)
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             logits = model(images)
             loss = criterion(logits, targets)
         loss_value = loss.item()
@@ -538,7 +550,7 @@ def evaluate(model, loader, criterion, device, tta=False, amp_dtype=None):
     meter, tta_meter = Meter(), Meter()
     for images, targets in loader:
         images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             logits = model(images).float()
             if tta:
                 tta_logits = (logits + model(images.flip(3)).float()) / 2
@@ -700,6 +712,9 @@ def plot_confusion_matrix(counts, classes=CLASSES):
 
 # --------------------------------------------------------------------------- checkpoints
 
+CHECKPOINT_KEYS = {"model", "optimizer", "scheduler", "rng", "config", "history", "lr_max", "lr_min"}
+
+
 def write_json(path, obj):
     """Write JSON atomically: a reader (or a kill) never sees half a file."""
     path = Path(path)
@@ -711,8 +726,8 @@ def write_json(path, obj):
 def _rng_states():
     states = {"torch": torch.get_rng_state(), "python": random.getstate(),
               "numpy": [v.tolist() if isinstance(v, np.ndarray) else v for v in np.random.get_state()]}
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state()  # the current GPU's: runs use one GPU
     return states
 
 
@@ -723,7 +738,7 @@ def _set_rng_states(states):
     name, keys, pos, has_gauss, cached = states["numpy"]
     np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        torch.cuda.set_rng_state(states["cuda"])
 
 
 def save_checkpoint(path, model, optimizer, scheduler, state, scaler=None):
@@ -746,12 +761,16 @@ def load_checkpoint(path):
         raise ConfigError(f"no checkpoint at {path}: the run there has not finished an epoch yet "
                           "(start it again with the same flags) or the folder is wrong")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated zip, foreign pickle: all mean "not a usable checkpoint"
         lines = str(e).splitlines() or [""]
         reason = next((l.strip() for l in lines if "WeightsUnpickler error" in l), lines[0])
         raise ConfigError(f"{path} is not a readable checkpoint of this project ({reason}); "
                           "nothing in it was run") from None
+    missing = CHECKPOINT_KEYS - set(checkpoint) if isinstance(checkpoint, dict) else CHECKPOINT_KEYS
+    if missing:
+        raise ConfigError(f"{path} is not a checkpoint of this project (no {', '.join(sorted(missing))})")
+    return checkpoint
 
 
 def restore_training_state(checkpoint, model, optimizer, scheduler, scaler=None):

@@ -65,6 +65,27 @@ def test_only_downloads_are_checked_against_the_official_md5(monkeypatch, tmp_pa
     assert len(calls) == 1
 
 
+# the official batches were pickled by Python 2: a str key and a numpy array, as its pickler wrote them
+PY2_BATCH = (b"\x80\x02}q\x00(U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\n"
+             b"q\x03K\x00\x85U\x01b\x87Rq\x04(K\x01K\x01M\x00\x0c\x86cnumpy\ndtype\nq\x05U\x02u1K\x00"
+             b"K\x01\x87Rq\x06(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T\x00\x0c\x00\x00"
+             + bytes([7]) * 3072 + b"tbU\x06labelsq\x07]q\x08K\x05au.")
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_reads_batches_of_every_pickle_protocol(tmp_path, protocol):
+    rows = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    (tmp_path / "b").write_bytes(pickle.dumps({"data": rows, "labels": [4, 9]}, protocol=protocol))
+    x, y = utils.read_batch(tmp_path / "b")
+    assert x.transpose(0, 3, 1, 2).reshape(2, -1).tolist() == rows.tolist() and y.tolist() == [4, 9]
+
+
+def test_reads_a_python_2_batch(tmp_path):
+    (tmp_path / "b").write_bytes(PY2_BATCH)
+    x, y = utils.read_batch(tmp_path / "b")
+    assert x.shape == (1, 32, 32, 3) and (x == 7).all() and y.tolist() == [5]
+
+
 class CreatesAFile:
     """Unpickling this would call open(path, "w") and create the file."""
 

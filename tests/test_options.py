@@ -46,6 +46,30 @@ def test_cpu_runs_in_fp32_with_the_albumentations_loader():
     assert utils.maybe_compile(model := Linear(), utils.Config(compile=True), CPU, log=lambda m: None) is model
 
 
+@pytest.mark.parametrize("capability, dtype", [((9, 0), torch.bfloat16), ((8, 0), torch.bfloat16),
+                                               ((7, 5), torch.float16), ((7, 0), torch.float16)])
+def test_cuda_precision_is_bf16_from_ampere_else_fp16_with_a_scaler(monkeypatch, capability, dtype):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    cuda = torch.device("cuda")
+    assert utils.autocast_dtype(utils.Config(), cuda) == dtype
+    assert utils.autocast_dtype(utils.Config(amp=False), cuda) is None
+    assert utils.resolve_loader(utils.Config(), cuda) == "device"
+
+
+def test_a_training_epoch_under_bf16_autocast(tiny_data):
+    cfg = utils.Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
+    data = utils.load_cifar10(tiny_data, download=False)
+    train_loader, test_loader, _, _ = utils.make_loaders(data, cfg, CPU)
+    model = utils.build_model(cfg, CPU)
+    optimizer = utils.make_optimizer(model, cfg)
+    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 1, len(train_loader))
+    result = utils.train_one_epoch(model, train_loader, optimizer, scheduler, nn.CrossEntropyLoss(), CPU,
+                                   amp_dtype=torch.bfloat16)
+    assert len(result["lrs"]) == 4 and 0 < result["train_loss"] < 10
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
+    assert 0 <= utils.evaluate(model, test_loader, nn.CrossEntropyLoss(), CPU, amp_dtype=torch.bfloat16)["test_acc"] <= 100
+
+
 def test_unknown_loader_is_refused():
     with pytest.raises(utils.ConfigError, match="loader must be one of"):
         utils.validate_config(utils.Config(loader="fast"))
@@ -57,6 +81,15 @@ def test_train_py_records_tta_accuracy(tiny_data, tmp_path):
                        "--lr-max", "5e-3", "--lr-min", "5e-5", "--tta", "--out", str(out)]) == 0
     epoch = json.loads((out / "metrics.json").read_text())["epochs"][0]
     assert 0 <= epoch["test_acc_tta"] <= 100 and "test_loss_tta" in epoch
+
+
+def test_a_file_that_is_not_our_checkpoint_gets_a_message(tmp_path):
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(utils.ConfigError, match="not a checkpoint of this project"):
+        utils.load_checkpoint(tmp_path / "checkpoint.pt")
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(utils.ConfigError, match="not a readable checkpoint"):
+        utils.load_checkpoint(tmp_path / "checkpoint.pt")
 
 
 def test_the_notebook_refuses_to_continue_a_run_with_another_config(tiny_data, tmp_path):
