@@ -88,6 +88,7 @@ def save_plots(out, metrics, model, data, loaders, mean, std, device):
 
 def run(cfg, out, checkpoint=None, log=print):
     """The whole pipeline; returns the metrics dict it writes to out/metrics.json."""
+    commit = utils.git_commit()  # now: the checkout may change while the run goes on
     utils.validate_config(cfg)
     device = utils.get_device(cfg.device)
     utils.seed_everything(cfg.seed)
@@ -101,7 +102,7 @@ def run(cfg, out, checkpoint=None, log=print):
     optimizer = utils.make_optimizer(model, cfg)
     lr_max, lr_min, finder = utils.choose_lrs(cfg, model, optimizer, criterion, train_loader,
                                               device, checkpoint, log)
-    record = utils.run_record(cfg, device, data, lr_max, lr_min, finder, mean, std)
+    record = utils.run_record(cfg, device, data, lr_max, lr_min, finder, mean, std, commit)
     metrics = utils.train_with_checkpoints(out, cfg, model, optimizer, criterion, train_loader,
                                            test_loader, device, record, checkpoint, log)
     save_plots(out, metrics, model, data, (train_loader, test_loader), mean, std, device)

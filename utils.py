@@ -837,10 +837,14 @@ def choose_lrs(cfg, model, optimizer, criterion, loader, device, checkpoint=None
     return lr_max, lr_min, {**sweep, "notes": notes}
 
 
-def run_record(cfg, device, data, lr_max, lr_min, finder, mean, std):
-    """What metrics.json reports about a run besides its config and history."""
+def run_record(cfg, device, data, lr_max, lr_min, finder, mean, std, commit=None):
+    """What metrics.json reports about a run besides its config and history.
+
+    `commit`: read it when the run starts (the checkout may move on during a long LR sweep);
+    by default it is read now.
+    """
     dtype = autocast_dtype(cfg, device)
-    return {"device": device_name(device), "data": data["source"], "commit": git_commit(),
+    return {"device": device_name(device), "data": data["source"], "commit": commit or git_commit(),
             "precision": str(dtype).replace("torch.", "") if dtype else "float32",
             "loader": resolve_loader(cfg, device),
             "torch": str(torch.__version__), "lr_max": lr_max, "lr_min": lr_min,
