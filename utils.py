@@ -533,7 +533,11 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoc
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        scheduler.step()
+        with warnings.catch_warnings():
+            # fp16: the scaler skips a step whose gradients overflowed (often the first), and
+            # torch then warns that the schedule moved first; it is meant to move every batch
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            scheduler.step()
         meter.update(loss_value, logits.detach(), targets)
         bar.set_description(f"Train: Loss={loss_value:.4f} Batch_id={batch_id} Accuracy={meter.acc:.2f}")
     return {"train_loss": meter.loss, "train_acc": meter.acc, "lrs": lrs}

@@ -70,6 +70,44 @@ def test_a_training_epoch_under_bf16_autocast(tiny_data):
     assert 0 <= utils.evaluate(model, test_loader, nn.CrossEntropyLoss(), CPU, amp_dtype=torch.bfloat16)["test_acc"] <= 100
 
 
+class SkipsEveryStep:
+    """A GradScaler as fp16 behaves after an overflow: the optimizer step is skipped."""
+
+    def scale(self, loss):
+        return loss
+
+    def step(self, optimizer):
+        pass
+
+    def update(self):
+        pass
+
+
+def test_a_skipped_fp16_step_keeps_the_schedule_moving_without_a_warning(tiny_data):
+    cfg = utils.Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
+    data = utils.load_cifar10(tiny_data, download=False)
+    train_loader, _, _, _ = utils.make_loaders(data, cfg, CPU)
+    model = utils.build_model(cfg, CPU)
+    optimizer = utils.make_optimizer(model, cfg)
+    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 2, len(train_loader))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = utils.train_one_epoch(model, train_loader, optimizer, scheduler, nn.CrossEntropyLoss(),
+                                       CPU, scaler=SkipsEveryStep())
+    assert result["lrs"] == pytest.approx(utils_lrs(cfg, len(train_loader))[:len(train_loader)])
+
+
+def utils_lrs(cfg, steps_per_epoch):
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 2, steps_per_epoch)
+    lrs = []
+    for _ in range(2 * steps_per_epoch):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
 def test_unknown_loader_is_refused():
     with pytest.raises(utils.ConfigError, match="loader must be one of"):
         utils.validate_config(utils.Config(loader="fast"))
