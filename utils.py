@@ -899,9 +899,11 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
                   "resumed": resumed}
         log(f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
         for epoch in history["epochs"]:
+            # runs checkpointed before the counts were recorded show the percentage only
+            test = format_test_line(epoch) if "correct" in epoch else \
+                f"Test set: Average loss: {epoch['test_loss']:.4f}, Accuracy: {epoch['test_acc']:.2f}%"
             log(f"Epoch {epoch['epoch']}/{cfg.epochs} (from the checkpoint)\n"
-                f"Train: Loss={epoch['train_loss']:.4f} Accuracy={epoch['train_acc']:.2f}\n"
-                + format_test_line(epoch))
+                f"Train: Loss={epoch['train_loss']:.4f} Accuracy={epoch['train_acc']:.2f}\n" + test)
     started = time.perf_counter()
 
     def metrics(history, complete):
