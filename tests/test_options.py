@@ -8,6 +8,7 @@ from torch import nn
 
 import train
 import utils
+from tests.test_lr import scheduled_lrs
 
 CPU = torch.device("cpu")
 
@@ -56,13 +57,18 @@ def test_cuda_precision_is_bf16_from_ampere_else_fp16_with_a_scaler(monkeypatch,
     assert utils.resolve_loader(utils.Config(), cuda) == "device"
 
 
-def test_a_training_epoch_under_bf16_autocast(tiny_data):
+def tiny_training(tiny_data, epochs):
+    """(model, train_loader, test_loader, optimizer, scheduler) on the tiny data, LRs 5e-3 / 5e-5."""
     cfg = utils.Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
-    data = utils.load_cifar10(tiny_data, download=False)
-    train_loader, test_loader, _, _ = utils.make_loaders(data, cfg, CPU)
+    train_loader, test_loader, _, _ = utils.make_loaders(utils.load_cifar10(tiny_data, download=False), cfg, CPU)
     model = utils.build_model(cfg, CPU)
     optimizer = utils.make_optimizer(model, cfg)
-    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 1, len(train_loader))
+    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, epochs, len(train_loader))
+    return model, train_loader, test_loader, optimizer, scheduler
+
+
+def test_a_training_epoch_under_bf16_autocast(tiny_data):
+    model, train_loader, test_loader, optimizer, scheduler = tiny_training(tiny_data, epochs=1)
     result = utils.train_one_epoch(model, train_loader, optimizer, scheduler, nn.CrossEntropyLoss(), CPU,
                                    amp_dtype=torch.bfloat16)
     assert len(result["lrs"]) == 4 and 0 < result["train_loss"] < 10
@@ -84,28 +90,12 @@ class SkipsEveryStep:
 
 
 def test_a_skipped_fp16_step_keeps_the_schedule_moving_without_a_warning(tiny_data):
-    cfg = utils.Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
-    data = utils.load_cifar10(tiny_data, download=False)
-    train_loader, _, _, _ = utils.make_loaders(data, cfg, CPU)
-    model = utils.build_model(cfg, CPU)
-    optimizer = utils.make_optimizer(model, cfg)
-    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 2, len(train_loader))
+    model, train_loader, _, optimizer, scheduler = tiny_training(tiny_data, epochs=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = utils.train_one_epoch(model, train_loader, optimizer, scheduler, nn.CrossEntropyLoss(),
                                        CPU, scaler=SkipsEveryStep())
-    assert result["lrs"] == pytest.approx(utils_lrs(cfg, len(train_loader))[:len(train_loader)])
-
-
-def utils_lrs(cfg, steps_per_epoch):
-    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 2, steps_per_epoch)
-    lrs = []
-    for _ in range(2 * steps_per_epoch):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return lrs
+    assert result["lrs"] == pytest.approx(scheduled_lrs(5e-3, 5e-5, 2, len(train_loader))[:len(train_loader)])
 
 
 def test_unknown_loader_is_refused():
