@@ -69,7 +69,8 @@ class Config:
     dropout: float = 0.05         # small: every conv has one, and cutout already regularises
     weight_decay: float = 0.0     # plain Adam, as the assignment asks
     channels_last: bool = True    # NHWC layout: faster convolutions (measured by bench.py)
-    amp: bool = True              # mixed precision on CUDA (bf16, else fp16 + grad scaler); CPU: fp32
+    amp: bool = True              # mixed precision: bf16 (CUDA from Ampere, CPUs with bf16
+                                  # instructions), fp16 + grad scaler (older GPUs), else fp32
     loader: str = "auto"          # albumentations | device (whole dataset on the device) | auto
     tta: bool = False             # also report test accuracy with horizontal-flip TTA
     compile: bool = False         # torch.compile the model (CUDA only)
@@ -165,13 +166,29 @@ def default_workers(device):
     return max(1, min(4, cpus or 1))
 
 
+def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo"):
+    """True if the CPU has bf16 instructions (AVX512-BF16 or AMX-BF16), read from Linux's
+    cpuinfo; False where that cannot be read (macOS, Windows), so those stay in fp32."""
+    try:
+        flags = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+
+
 def autocast_dtype(cfg, device):
     """The mixed-precision dtype for this device, or None for fp32.
 
-    bf16 where the GPU supports it (no loss scaling needed), else fp16 with a grad scaler; CPU
-    and MPS stay in fp32, where autocast brings no speed for this model.
+    CUDA: bf16 where the GPU supports it (no loss scaling needed), else fp16 with a grad scaler.
+    CPU: bf16 where the CPU has bf16 instructions (a train step of this model ran 1.8-2.2x
+    faster than fp32 on a 2-core AVX512-BF16 machine), else fp32, since emulated bf16 is
+    slower. MPS: fp32.
     """
-    if not cfg.amp or device.type != "cuda":
+    if not cfg.amp:
+        return None
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    if device.type != "cuda":
         return None
     # is_bf16_supported() also says yes to emulated bf16 (T4, V100): ask for Ampere or newer
     return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
@@ -405,8 +422,10 @@ def epoch_seed(seed, epoch):
 
 # --------------------------------------------------------------------------- LR finder
 
-def lr_range_test(model, optimizer, criterion, loader, device, start_lr=1e-7, end_lr=10.0, steps=100):
-    """Exponential LR sweep with torch-lr-finder on `loader` (training data only).
+def lr_range_test(model, optimizer, criterion, loader, device, start_lr=1e-7, end_lr=10.0, steps=100,
+                  amp_dtype=None):
+    """Exponential LR sweep with torch-lr-finder on `loader` (training data only), under the
+    same mixed precision (`amp_dtype`) as training.
 
     Returns {"lrs": [...], "losses": [...]} (losses smoothed by the finder). The model and
     optimizer are restored to their state before the sweep.
@@ -415,7 +434,10 @@ def lr_range_test(model, optimizer, criterion, loader, device, start_lr=1e-7, en
         # torch-lr-finder imports tqdm.autonotebook, which warns that it is experimental
         warnings.simplefilter("ignore")
         from torch_lr_finder import LRFinder, lr_finder
-    finder = LRFinder(model, optimizer, criterion, device=device)
+    amp = {} if amp_dtype is None else {
+        "amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": amp_dtype},
+        "grad_scaler": make_grad_scaler(amp_dtype)}
+    finder = LRFinder(model, optimizer, criterion, device=device, **amp)
     text_bar = functools.partial(tqdm, file=sys.stdout, ncols=110, desc="LR sweep")
     try:
         # its bar as a text bar like ours (see train_one_epoch), and its hint about its own
@@ -833,7 +855,8 @@ def choose_lrs(cfg, model, optimizer, criterion, loader, device, checkpoint=None
         return cfg.lr_max, cfg.lr_min, None
     log(f"LR finder: {cfg.finder_steps} steps from {cfg.finder_start_lr:g} to {cfg.finder_end_lr:g}")
     sweep = lr_range_test(model, optimizer, criterion, loader, device,
-                          cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps)
+                          cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
+                          amp_dtype=autocast_dtype(cfg, device))
     lr_max, lr_min, notes = suggest_lrs(sweep["lrs"], sweep["losses"])
     for note in notes:
         warnings.warn(note, stacklevel=2)
