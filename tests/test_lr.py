@@ -54,6 +54,29 @@ def test_range_test_restores_model_and_optimizer(tiny_data):
     assert math.isfinite(lr_max) and math.isfinite(lr_min) and 0 < lr_min < lr_max
 
 
+class RecordsPrecision(torch.nn.Module):
+    """A linear classifier that notes, on each forward pass, the autocast dtype it ran under."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 32 * 32, 10)
+        self.seen = set()
+
+    def forward(self, x):
+        self.seen.add(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, None])
+def test_range_test_runs_under_the_training_precision(tiny_data, dtype):
+    data = utils.load_cifar10(tiny_data, download=False)
+    train_loader, _, _, _ = utils.make_loaders(data, utils.Config(batch_size=50, workers=0), torch.device("cpu"))
+    model = RecordsPrecision()
+    sweep = utils.lr_range_test(model, torch.optim.Adam(model.parameters()), torch.nn.CrossEntropyLoss(),
+                                train_loader, torch.device("cpu"), steps=3, amp_dtype=dtype)
+    assert model.seen == {dtype} and len(sweep["lrs"]) == 3
+
+
 def scheduled_lrs(lr_max, lr_min, epochs, steps_per_epoch):
     optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr_min)
     scheduler = utils.make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch)

@@ -38,9 +38,26 @@ def test_tta_averages_the_logits_of_the_image_and_its_flip():
     assert "test_acc_tta" not in utils.evaluate(model, loader, nn.CrossEntropyLoss(), CPU)
 
 
-def test_cpu_runs_in_fp32_with_the_albumentations_loader():
+@pytest.mark.parametrize("flags, native", [("fpu avx2 avx512f avx512_bf16 avx_vnni", True),
+                                           ("fpu avx2 amx_bf16 amx_tile", True),
+                                           ("fpu avx2 avx512f avx512bw", False), ("neon asimd", False)])
+def test_cpu_bf16_is_native_only_with_bf16_instructions(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    assert utils.cpu_has_native_bf16(cpuinfo) is native
+    assert utils.cpu_has_native_bf16(tmp_path / "missing") is False
+
+
+@pytest.mark.parametrize("native, dtype", [(True, torch.bfloat16), (False, None)])
+def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch, native, dtype):
+    monkeypatch.setattr(utils, "cpu_has_native_bf16", lambda: native)
+    assert utils.autocast_dtype(utils.Config(), CPU) == dtype
+    assert utils.autocast_dtype(utils.Config(amp=False), CPU) is None
+    assert utils.autocast_dtype(utils.Config(), torch.device("mps")) is None
+
+
+def test_cpu_uses_the_albumentations_loader_and_no_grad_scaler():
     cfg = utils.Config()
-    assert utils.autocast_dtype(cfg, CPU) is None
     assert utils.resolve_loader(cfg, CPU) == "albumentations"
     assert not utils.make_grad_scaler(None).is_enabled()
     assert utils.resolve_loader(utils.Config(loader="device"), CPU) == "device"
@@ -132,7 +149,7 @@ def test_the_notebook_refuses_to_continue_a_run_with_another_config(tiny_data, t
 
 
 def test_a_diverging_sweep_falls_back_with_a_visible_warning(tiny_data, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(utils, "lr_range_test", lambda *args: {"lrs": [1e-7, 1e-6, 1e-5],
+    monkeypatch.setattr(utils, "lr_range_test", lambda *args, **kwargs: {"lrs": [1e-7, 1e-6, 1e-5],
                                                              "losses": [2.3, 50.0, float("nan")]})
     out = tmp_path / "run"
     assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50",
@@ -162,6 +179,8 @@ def test_bench_prints_its_figures_and_the_ratio(capsys):
     bench.main(["--device", "cpu", "--batches", "2", "--batch-size", "8"])
     out = capsys.readouterr().out
     assert "bare step, channels_last:" in out and "FLOPs per image" in out
+    # the float32 comparison appears exactly when the default precision is lower
+    assert ("bare step, float32:" in out) == (utils.autocast_dtype(utils.Config(), CPU) is not None)
     assert out.strip().splitlines()[-1].startswith("full loop / bare step: ")
 
 
