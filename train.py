@@ -65,10 +65,10 @@ def resolve_run(args):
     return cfg, args.resume, checkpoint
 
 
-def save_plots(out, metrics, model, data, loaders, mean, std, device):
+def save_plots(out, cfg, metrics, model, data, loaders, mean, std, device):
     """The run's figures, drawn from its metrics and final model, as PNGs in `out`."""
     train_loader, test_loader = loaders
-    preds, targets = utils.predict(model, test_loader, device)
+    preds, targets = utils.predict(model, test_loader, device, utils.autocast_dtype(cfg, device))
     wrong = (preds != targets).nonzero()[0][:32]
     samples = utils.augmented_samples(data["train_x"], mean, std)
     figures = {
@@ -105,7 +105,7 @@ def run(cfg, out, checkpoint=None, log=print):
     record = utils.run_record(cfg, device, data, lr_max, lr_min, finder, mean, std, commit)
     metrics = utils.train_with_checkpoints(out, cfg, model, optimizer, criterion, train_loader,
                                            test_loader, device, record, checkpoint, log)
-    save_plots(out, metrics, model, data, (train_loader, test_loader), mean, std, device)
+    save_plots(out, cfg, metrics, model, data, (train_loader, test_loader), mean, std, device)
     last = metrics["epochs"][-1]
     log(f"done: test accuracy {last['test_acc']:.2f}% after {last['epoch']} epochs; "
         f"{metrics['seconds']:.0f} s; metrics in {out / 'metrics.json'}")

@@ -622,12 +622,15 @@ def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, devic
 
 
 @torch.no_grad()
-def predict(model, loader, device):
-    """(predictions, targets) as numpy arrays, in the loader's order."""
+@torch.no_grad()
+def predict(model, loader, device, amp_dtype=None):
+    """(predictions, targets) as numpy arrays, in the loader's order. Use the training precision
+    (`amp_dtype`) so they agree with the test accuracy `evaluate` reported."""
     model.eval()
     preds, targets = [], []
     for images, labels in loader:
-        preds.append(model(images.to(device)).argmax(1).cpu())
+        with autocast(device, amp_dtype):
+            preds.append(model(images.to(device)).argmax(1).cpu())
         targets.append(labels.cpu())
     return torch.cat(preds).numpy(), torch.cat(targets).numpy()
 

@@ -93,6 +93,13 @@ def test_a_training_epoch_under_bf16_autocast(tiny_data):
     assert 0 <= utils.evaluate(model, test_loader, nn.CrossEntropyLoss(), CPU, amp_dtype=torch.bfloat16)["test_acc"] <= 100
 
 
+def test_predictions_agree_with_the_reported_accuracy_under_bf16(tiny_data):
+    model, _, test_loader, _, _ = tiny_training(tiny_data, epochs=1)
+    result = utils.evaluate(model, test_loader, nn.CrossEntropyLoss(), CPU, amp_dtype=torch.bfloat16)
+    preds, targets = utils.predict(model, test_loader, CPU, amp_dtype=torch.bfloat16)
+    assert int((preds == targets).sum()) == result["correct"] and len(preds) == result["total"]
+
+
 class SkipsEveryStep:
     """A GradScaler as fp16 behaves after an overflow: the optimizer step is skipped."""
 
