@@ -993,8 +993,10 @@ def format_results(metrics):
     rows = [("epochs", f"{last['epoch']} of {metrics['config']['epochs']}"),
             ("test accuracy, last epoch", f"{last['test_acc']:.2f}%"),
             ("best test accuracy", f"{best['test_acc']:.2f}% (epoch {best['epoch']})"),
+            *([("with flip TTA, last epoch", f"{last['test_acc_tta']:.2f}%")] if "test_acc_tta" in last else []),
             ("train accuracy, last epoch", f"{last['train_acc']:.2f}%"),
             ("seconds per epoch (mean)", f"{sum(e['seconds'] for e in epochs) / len(epochs):.1f}"),
             ("LR_max / LR_min", f"{metrics['lr_max']:.3e} / {metrics['lr_min']:.3e}"),
-            ("device", metrics["device"]), ("data", metrics["data"])]
+            ("device, precision", f"{metrics['device']}, {metrics.get('precision', 'float32')}"),
+            ("data", metrics["data"])]
     return "\n".join(["| result | value |", "|---|---|"] + [f"| {n} | {v} |" for n, v in rows])

@@ -38,6 +38,21 @@ def test_tta_averages_the_logits_of_the_image_and_its_flip():
     assert "test_acc_tta" not in utils.evaluate(model, loader, nn.CrossEntropyLoss(), CPU)
 
 
+def test_the_results_table_shows_tta_only_when_the_run_measured_it():
+    epochs = [{"epoch": 1, "test_acc": 80.0, "train_acc": 70.0, "seconds": 10.0, "test_acc_tta": 81.5},
+              {"epoch": 2, "test_acc": 79.5, "train_acc": 75.0, "seconds": 12.0, "test_acc_tta": 80.25}]
+    metrics = {"epochs": epochs, "config": {"epochs": 2}, "lr_max": 1e-3, "lr_min": 1e-5,
+               "device": "cpu (2 threads)", "precision": "bfloat16", "data": "generated"}
+    table = utils.format_results(metrics)
+    assert "| test accuracy, last epoch | 79.50% |" in table
+    assert "| best test accuracy | 80.00% (epoch 1) |" in table
+    assert "| with flip TTA, last epoch | 80.25% |" in table
+    assert "| seconds per epoch (mean) | 11.0 |" in table and "bfloat16" in table
+    for epoch in epochs:
+        del epoch["test_acc_tta"]
+    assert "TTA" not in utils.format_results(metrics)
+
+
 @pytest.mark.parametrize("flags, native", [("fpu avx2 avx512f avx512_bf16 avx_vnni", True),
                                            ("fpu avx2 amx_bf16 amx_tile", True),
                                            ("fpu avx2 avx512f avx512bw", False), ("neon asimd", False)])
