@@ -923,13 +923,17 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
                                                     "commit": record["commit"], "device": record["device"]}]
         record = {**record, "commit": checkpoint.get("commit"), "device": checkpoint.get("device"),
                   "resumed": resumed}
-        log(f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
+        finished = len(history["epochs"]) >= cfg.epochs
+        log(f"{run_dir} holds a finished run of {cfg.epochs} epochs:" if finished else
+            f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
         for epoch in history["epochs"]:
             # runs checkpointed before the counts were recorded show the percentage only
             test = format_test_line(epoch) if "correct" in epoch else \
                 f"Test set: Average loss: {epoch['test_loss']:.4f}, Accuracy: {epoch['test_acc']:.2f}%"
             log(f"Epoch {epoch['epoch']}/{cfg.epochs} (from the checkpoint)\n"
                 f"Train: Loss={epoch['train_loss']:.4f} Accuracy={epoch['train_acc']:.2f}\n" + test)
+        if finished:  # nothing to train: its record stays as the run wrote it
+            return finished_run_metrics(run_dir, checkpoint)
     started = time.perf_counter()
 
     def metrics(history, complete):
@@ -950,6 +954,19 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
     result = metrics(history, complete=True)
     write_json(run_dir / "metrics.json", result)
     return result
+
+
+def finished_run_metrics(run_dir, checkpoint):
+    """A finished run's record: its metrics.json, or rebuilt from its last checkpoint if the run
+    stopped between writing that and the final metrics.json."""
+    try:
+        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
+        if metrics.get("complete") and len(metrics["epochs"]) == len(checkpoint["history"]["epochs"]):
+            return metrics
+    except (OSError, ValueError, KeyError):
+        pass
+    training_state = {"model", "optimizer", "scheduler", "rng", "scaler", "history"}
+    return {**{k: v for k, v in checkpoint.items() if k not in training_state}, "complete": True}
 
 
 # --------------------------------------------------------------------------- notebook

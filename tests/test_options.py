@@ -170,6 +170,31 @@ def test_the_notebook_refuses_to_continue_a_run_with_another_config(tiny_data, t
     assert utils.find_checkpoint(tmp_path / "empty", same) is None
 
 
+def test_the_notebook_shows_a_finished_run_without_changing_its_record(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50",
+                       "--lr-max", "5e-3", "--lr-min", "5e-5", "--tta", "--out", str(out)]) == 0
+    written = (out / "metrics.json").read_bytes()
+    cfg = utils.Config(data_dir=str(tiny_data), epochs=1, batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
+    data = utils.load_cifar10(tiny_data, download=False)
+    train_loader, test_loader, mean, std = utils.make_loaders(data, cfg, CPU)
+    model = utils.build_model(cfg, CPU)
+    optimizer = utils.make_optimizer(model, cfg)
+    checkpoint = utils.find_checkpoint(out, cfg)
+    record = utils.run_record(cfg, CPU, data, 5e-3, 5e-5, None, mean, std, commit="later")
+    lines = []
+    metrics = utils.train_with_checkpoints(out, cfg, model, optimizer, nn.CrossEntropyLoss(), train_loader,
+                                           test_loader, CPU, record, checkpoint, log=lines.append)
+    assert metrics == json.loads(written) and "resumed" not in metrics  # the run's own record
+    assert (out / "metrics.json").read_bytes() == written
+    assert "holds a finished run of 1 epochs" in lines[0] and "with flip TTA" in lines[1]
+    assert all(torch.equal(v, checkpoint["model"][k]) for k, v in model.state_dict().items())
+    (out / "metrics.json").unlink()  # stopped before its final metrics.json: rebuilt from the checkpoint
+    rebuilt = utils.train_with_checkpoints(out, cfg, model, optimizer, nn.CrossEntropyLoss(), train_loader,
+                                           test_loader, CPU, record, checkpoint, log=lines.append)
+    assert rebuilt["complete"] and rebuilt["epochs"] == metrics["epochs"] and rebuilt["commit"] == metrics["commit"]
+
+
 def test_a_diverging_sweep_falls_back_with_a_visible_warning(tiny_data, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(utils, "lr_range_test", lambda *args, **kwargs: {"lrs": [1e-7, 1e-6, 1e-5],
                                                              "losses": [2.3, 50.0, float("nan")]})
