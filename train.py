@@ -94,8 +94,9 @@ def run(cfg, out, checkpoint=None, log=print):
     utils.seed_everything(cfg.seed)
     data = utils.load_cifar10(cfg.data_dir)
     train_loader, test_loader, mean, std = utils.make_loaders(data, cfg, device)
+    held_out = f"validation images (the last {cfg.val_split} training images)" if cfg.val_split else "test images"
     log(f"device: {device}; data: {data['source']}; {len(train_loader.dataset)} train / "
-        f"{len(test_loader.dataset)} test images; run folder: {out}")
+        f"{len(test_loader.dataset)} {held_out}; run folder: {out}")
 
     model = utils.build_model(cfg, device)
     criterion = torch.nn.CrossEntropyLoss()

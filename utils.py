@@ -75,6 +75,8 @@ class Config:
     tta: bool = False             # also report test accuracy with horizontal-flip TTA
     compile: bool = False         # torch.compile the model (CUDA only)
     subset: int | None = None     # train on the first N training images (quick runs)
+    val_split: int = 0            # N > 0: hold out the last N training images and evaluate on
+                                  # them instead of the test set (to choose settings honestly)
     finder_start_lr: float = 1e-7
     finder_end_lr: float = 10.0
     finder_steps: int = 100
@@ -116,6 +118,8 @@ def validate_config(cfg):
         raise ConfigError(f"weight_decay must be >= 0, got {cfg.weight_decay!r}")
     if cfg.subset is not None and cfg.subset <= 0:
         raise ConfigError(f"subset must be a positive number of images, got {cfg.subset!r}")
+    if not isinstance(cfg.val_split, int) or cfg.val_split < 0:
+        raise ConfigError(f"val_split must be a whole number of images >= 0, got {cfg.val_split!r}")
     if cfg.workers is not None and cfg.workers < 0:
         raise ConfigError(f"workers must be >= 0, got {cfg.workers!r}")
     if cfg.loader not in LOADERS:
@@ -369,8 +373,18 @@ def _seed_worker_transform(worker_id):
 
 
 def make_loaders(data, cfg, device):
-    """(train_loader, test_loader, mean, std) for the config; stats from the training images."""
+    """(train_loader, test_loader, mean, std) for the config; stats from the training images.
+
+    With `cfg.val_split` = N the "test" loader holds the last N training images instead of the
+    test set, and training uses the rest.
+    """
     train_x, train_y = data["train_x"], data["train_y"]
+    test_x, test_y = data["test_x"], data["test_y"]
+    if cfg.val_split:
+        if cfg.val_split >= len(train_x):
+            raise ConfigError(f"val_split {cfg.val_split} leaves none of the {len(train_x)} training images")
+        test_x, test_y = train_x[-cfg.val_split:], train_y[-cfg.val_split:]
+        train_x, train_y = train_x[:-cfg.val_split], train_y[:-cfg.val_split]
     if cfg.subset is not None:
         if cfg.subset > len(train_x):
             raise ConfigError(f"subset {cfg.subset} is larger than the {len(train_x)} training images")
@@ -381,7 +395,7 @@ def make_loaders(data, cfg, device):
         common = {"batch_size": cfg.batch_size, "mean": mean, "std": std, "device": device,
                   "seed": cfg.seed, "channels_last": cfg.channels_last}
         return (DeviceLoader(train_x, train_y, train=True, **common),
-                DeviceLoader(data["test_x"], data["test_y"], train=False, **common), mean, std)
+                DeviceLoader(test_x, test_y, train=False, **common), mean, std)
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     # no persistent workers: reseed_loader's per-epoch seed must reach fresh workers each epoch
     common = {"batch_size": cfg.batch_size, "num_workers": workers, "pin_memory": device.type == "cuda"}
@@ -390,7 +404,7 @@ def make_loaders(data, cfg, device):
         generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_seed_worker_transform,
         **common)
     test_loader = DataLoader(
-        CIFAR10Dataset(data["test_x"], data["test_y"], test_transforms(mean, std)), shuffle=False,
+        CIFAR10Dataset(test_x, test_y, test_transforms(mean, std)), shuffle=False,
         **common)
     return train_loader, test_loader, mean, std
 
@@ -589,8 +603,13 @@ def evaluate(model, loader, criterion, device, tta=False, amp_dtype=None):
     return result
 
 
-def format_test_line(result):
-    line = (f"Test set: Average loss: {result['test_loss']:.4f}, Accuracy: "
+def evaluation_name(cfg):
+    """What each epoch is evaluated on: the test set, or with `val_split` the held-out images."""
+    return "Validation set" if cfg.val_split else "Test set"
+
+
+def format_test_line(result, name="Test set"):
+    line = (f"{name}: Average loss: {result['test_loss']:.4f}, Accuracy: "
             f"{result['correct']}/{result['total']} ({result['test_acc']:.2f}%)")
     if "test_acc_tta" in result:
         line += f", with flip TTA: {result['test_acc_tta']:.2f}%"
@@ -598,7 +617,8 @@ def format_test_line(result):
 
 
 def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, device, epochs,
-        seed=0, history=None, on_epoch_end=None, log=print, tta=False, amp_dtype=None, scaler=None):
+        seed=0, history=None, on_epoch_end=None, log=print, tta=False, amp_dtype=None, scaler=None,
+        eval_name="Test set"):
     """Train to `epochs`, continuing `history` ({"epochs": [...], "lrs": [...]}) if given.
 
     Each epoch reseeds the loader from (seed, epoch), logs the assignment's test line and
@@ -612,7 +632,7 @@ def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, devic
         train = train_one_epoch(model, train_loader, optimizer, scheduler, criterion, device, epoch,
                                 amp_dtype, scaler)
         test = evaluate(model, test_loader, criterion, device, tta, amp_dtype)
-        log(format_test_line(test))
+        log(format_test_line(test, eval_name))
         history["lrs"] += train.pop("lrs")
         history["epochs"].append({"epoch": epoch + 1, **train, **test,
                                   "seconds": time.perf_counter() - start})
@@ -621,7 +641,6 @@ def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, devic
     return history
 
 
-@torch.no_grad()
 @torch.no_grad()
 def predict(model, loader, device, amp_dtype=None):
     """(predictions, targets) as numpy arrays, in the loader's order. Use the training precision
@@ -877,6 +896,8 @@ def run_record(cfg, device, data, lr_max, lr_min, finder, mean, std, commit=None
     return {"device": device_name(device), "data": data["source"], "commit": commit or git_commit(),
             "precision": str(dtype).replace("torch.", "") if dtype else "float32",
             "loader": resolve_loader(cfg, device),
+            "evaluated_on": (f"validation split: the last {cfg.val_split} training images (not the test set)"
+                             if cfg.val_split else "test set"),
             "torch": str(torch.__version__), "lr_max": lr_max, "lr_min": lr_min,
             "lr_finder": finder, "mean": mean, "std": std}
 
@@ -928,7 +949,7 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
             f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
         for epoch in history["epochs"]:
             # runs checkpointed before the counts were recorded show the percentage only
-            test = format_test_line(epoch) if "correct" in epoch else \
+            test = format_test_line(epoch, evaluation_name(cfg)) if "correct" in epoch else \
                 f"Test set: Average loss: {epoch['test_loss']:.4f}, Accuracy: {epoch['test_acc']:.2f}%"
             log(f"Epoch {epoch['epoch']}/{cfg.epochs} (from the checkpoint)\n"
                 f"Train: Loss={epoch['train_loss']:.4f} Accuracy={epoch['train_acc']:.2f}\n" + test)
@@ -950,7 +971,8 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
     # the compiled model shares its parameters with `model`, which the checkpoints save
     history = fit(maybe_compile(model, cfg, device, log), train_loader, test_loader, optimizer,
                   scheduler, criterion, device, cfg.epochs, seed=cfg.seed, history=history,
-                  on_epoch_end=on_epoch_end, log=log, tta=cfg.tta, amp_dtype=amp_dtype, scaler=scaler)
+                  on_epoch_end=on_epoch_end, log=log, tta=cfg.tta, amp_dtype=amp_dtype, scaler=scaler,
+                  eval_name=evaluation_name(cfg))
     result = metrics(history, complete=True)
     write_json(run_dir / "metrics.json", result)
     return result

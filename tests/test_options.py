@@ -2,6 +2,7 @@
 import json
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -106,6 +107,21 @@ def test_a_training_epoch_under_bf16_autocast(tiny_data):
     assert len(result["lrs"]) == 4 and 0 < result["train_loss"] < 10
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
     assert 0 <= utils.evaluate(model, test_loader, nn.CrossEntropyLoss(), CPU, amp_dtype=torch.bfloat16)["test_acc"] <= 100
+
+
+def test_a_validation_split_replaces_the_test_set_with_held_out_training_images(tiny_data, tmp_path, capsys):
+    data = utils.load_cifar10(tiny_data, download=False)
+    train_loader, val_loader, mean, std = utils.make_loaders(data, utils.Config(val_split=50, workers=0), CPU)
+    assert np.array_equal(val_loader.dataset.images, data["train_x"][-50:])
+    assert np.array_equal(train_loader.dataset.images, data["train_x"][:-50])
+    assert (mean, std) == utils.channel_stats(data["train_x"][:-50])  # nothing learnt from held-out images
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50", "--val-split", "50",
+                       "--lr-max", "5e-3", "--lr-min", "5e-5", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "150 train / 50 validation images" in printed and "Validation set: Average loss" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["evaluated_on"].startswith("validation split: the last 50") and metrics["epochs"][0]["total"] == 50
 
 
 def test_predictions_agree_with_the_reported_accuracy_under_bf16(tiny_data):

@@ -126,6 +126,8 @@ def test_resume_refuses_conflicting_flags(tiny_data, tmp_path):
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--device", "cuda:99"], "not available on this machine"),
     (["--subset", "100000"], "subset 100000 is larger than the 200 training images"),
+    (["--val-split", "-5"], "val_split must be a whole number of images >= 0"),
+    (["--val-split", "200"], "val_split 200 leaves none of the 200 training images"),
     (["--resume", "/nonexistent/run"], "no checkpoint at /nonexistent/run/checkpoint.pt"),
 ])
 def test_bad_settings_get_one_clear_message(tiny_data, tmp_path, capsys, flags, message):
