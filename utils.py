@@ -372,19 +372,25 @@ def _seed_worker_transform(worker_id):
     info.dataset.transform.set_random_seed(info.seed % 2**32)
 
 
-def make_loaders(data, cfg, device):
-    """(train_loader, test_loader, mean, std) for the config; stats from the training images.
+def split_data(data, cfg):
+    """(train_x, train_y, eval_x, eval_y): the images each epoch trains and is evaluated on.
 
-    With `cfg.val_split` = N the "test" loader holds the last N training images instead of the
-    test set, and training uses the rest.
+    Evaluation is on the test set, or with `cfg.val_split` = N on the last N training images,
+    which training then leaves out.
     """
     train_x, train_y = data["train_x"], data["train_y"]
-    test_x, test_y = data["test_x"], data["test_y"]
-    if cfg.val_split:
-        if cfg.val_split >= len(train_x):
-            raise ConfigError(f"val_split {cfg.val_split} leaves none of the {len(train_x)} training images")
-        test_x, test_y = train_x[-cfg.val_split:], train_y[-cfg.val_split:]
-        train_x, train_y = train_x[:-cfg.val_split], train_y[:-cfg.val_split]
+    if not cfg.val_split:
+        return train_x, train_y, data["test_x"], data["test_y"]
+    if cfg.val_split >= len(train_x):
+        raise ConfigError(f"val_split {cfg.val_split} leaves none of the {len(train_x)} training images")
+    n = cfg.val_split
+    return train_x[:-n], train_y[:-n], train_x[-n:], train_y[-n:]
+
+
+def make_loaders(data, cfg, device):
+    """(train_loader, test_loader, mean, std) for the config; stats from the training images.
+    The "test" loader holds the evaluation images of `split_data` (the validation split if any)."""
+    train_x, train_y, test_x, test_y = split_data(data, cfg)
     if cfg.subset is not None:
         if cfg.subset > len(train_x):
             raise ConfigError(f"subset {cfg.subset} is larger than the {len(train_x)} training images")
@@ -456,7 +462,11 @@ def lr_range_test(model, optimizer, criterion, loader, device, start_lr=1e-7, en
     try:
         # its bar as a text bar like ours (see train_one_epoch), and its hint about its own
         # plot() silenced: we draw our own
-        with mock.patch.object(lr_finder, "tqdm", text_bar), contextlib.redirect_stdout(io.StringIO()):
+        with mock.patch.object(lr_finder, "tqdm", text_bar), contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings():
+            # fp16: as in train_one_epoch, a skipped overflowing step makes torch warn that the
+            # finder's schedule moved first
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             # range_test takes a DataLoader, or any loader wrapped in its iterator class
             batches = loader if isinstance(loader, DataLoader) else lr_finder.TrainDataLoaderIter(loader)
             finder.range_test(batches, start_lr=start_lr, end_lr=end_lr, num_iter=steps,
@@ -643,8 +653,9 @@ def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, devic
 
 @torch.no_grad()
 def predict(model, loader, device, amp_dtype=None):
-    """(predictions, targets) as numpy arrays, in the loader's order. Use the training precision
-    (`amp_dtype`) so they agree with the test accuracy `evaluate` reported."""
+    """(predictions, targets) as numpy arrays, in the loader's order. In the training precision
+    (`amp_dtype`) they agree with the accuracy `evaluate` reported for the same (uncompiled)
+    model on a CPU; GPU kernels and torch.compile may move a borderline image or two."""
     model.eval()
     preds, targets = [], []
     for images, labels in loader:
@@ -717,14 +728,14 @@ def plot_lr_finder(lrs, losses, lr_max, lr_min):
     return fig
 
 
-def plot_history(epochs):
-    """Train/test loss and accuracy per epoch, from fit's history["epochs"]."""
+def plot_history(epochs, eval_name="test"):
+    """Train and evaluation (`eval_name`) loss and accuracy per epoch, from fit's history["epochs"]."""
     x = [e["epoch"] for e in epochs]
     fig = Figure(figsize=(11, 4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy (%)")):
         ax.plot(x, [e[f"train_{key}"] for e in epochs], marker="o", label="train")
-        ax.plot(x, [e[f"test_{key}"] for e in epochs], marker="o", label="test")
+        ax.plot(x, [e[f"test_{key}"] for e in epochs], marker="o", label=eval_name)
         ax.set(xlabel="epoch", ylabel=label, title=f"{label.split()[0].capitalize()} per epoch")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -741,14 +752,14 @@ def plot_lr_schedule(lrs, steps_per_epoch):
     return fig
 
 
-def plot_confusion_matrix(counts, classes=CLASSES):
+def plot_confusion_matrix(counts, classes=CLASSES, eval_name="test set"):
     """The confusion matrix as a heat map with counts."""
     fig = Figure(figsize=(7.5, 6.5), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(counts, cmap="Blues")
     fig.colorbar(image, ax=ax)
     ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted",
-           ylabel="true", title="Confusion matrix (test set)")
+           ylabel="true", title=f"Confusion matrix ({eval_name})")
     ax.set_xticklabels(classes, rotation=45, ha="right")
     ax.set_yticklabels(classes)
     threshold = counts.max() / 2
@@ -840,9 +851,10 @@ RUNTIME_SETTINGS = {"device", "workers", "data_dir", "amp", "loader", "compile",
 
 def config_conflicts(saved, cfg):
     """Settings of `cfg` that differ from a saved run's config (runtime settings may differ)."""
-    # settings the saved run predates are not compared: it ran with their defaults
-    return {name: (value, saved[name]) for name, value in cfg.to_dict().items()
-            if name in saved and name not in RUNTIME_SETTINGS and saved[name] != value}
+    # a setting the saved run predates is compared with its default: the run ran with that
+    defaults = Config().to_dict()
+    return {name: (value, saved.get(name, defaults[name])) for name, value in cfg.to_dict().items()
+            if name not in RUNTIME_SETTINGS and saved.get(name, defaults[name]) != value}
 
 
 def find_checkpoint(run_dir, cfg=None):
@@ -939,11 +951,13 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
     if checkpoint is not None:
         restore_training_state(checkpoint, model, optimizer, scheduler, scaler)
         history, seconds_before = checkpoint["history"], checkpoint["seconds"]
-        # the run keeps the commit and device it started on; each resume is listed with its own
+        # the run keeps the commit, device, precision and loader it started with; each resume
+        # is listed with its own
         resumed = checkpoint.get("resumed", []) + [{"after_epoch": len(history["epochs"]),
-                                                    "commit": record["commit"], "device": record["device"]}]
-        record = {**record, "commit": checkpoint.get("commit"), "device": checkpoint.get("device"),
-                  "resumed": resumed}
+                                                    **{k: record[k] for k in ("commit", "device", "precision",
+                                                                              "loader")}}]
+        started_with = {k: checkpoint[k] for k in ("commit", "device", "precision", "loader") if k in checkpoint}
+        record = {**record, **started_with, "resumed": resumed}
         finished = len(history["epochs"]) >= cfg.epochs
         log(f"{run_dir} holds a finished run of {cfg.epochs} epochs:" if finished else
             f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
@@ -979,16 +993,18 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
 
 
 def finished_run_metrics(run_dir, checkpoint):
-    """A finished run's record: its metrics.json, or rebuilt from its last checkpoint if the run
-    stopped between writing that and the final metrics.json."""
+    """A finished run's record: its metrics.json, or, if the run stopped between its last
+    checkpoint and its final metrics.json, the record rebuilt from that checkpoint (and saved)."""
     try:
         metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
         if metrics.get("complete") and len(metrics["epochs"]) == len(checkpoint["history"]["epochs"]):
             return metrics
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     training_state = {"model", "optimizer", "scheduler", "rng", "scaler", "history"}
-    return {**{k: v for k, v in checkpoint.items() if k not in training_state}, "complete": True}
+    metrics = {**{k: v for k, v in checkpoint.items() if k not in training_state}, "complete": True}
+    write_json(Path(run_dir) / "metrics.json", metrics)  # completes the record the run left
+    return metrics
 
 
 # --------------------------------------------------------------------------- notebook
@@ -1029,9 +1045,10 @@ def format_results(metrics):
     """The run's results as a small markdown-style table."""
     epochs = metrics["epochs"]
     last, best = epochs[-1], max(epochs, key=lambda e: e["test_acc"])
+    on = "validation" if metrics.get("evaluated_on", "test set").startswith("validation") else "test"
     rows = [("epochs", f"{last['epoch']} of {metrics['config']['epochs']}"),
-            ("test accuracy, last epoch", f"{last['test_acc']:.2f}%"),
-            ("best test accuracy", f"{best['test_acc']:.2f}% (epoch {best['epoch']})"),
+            (f"{on} accuracy, last epoch", f"{last['test_acc']:.2f}%"),
+            (f"best {on} accuracy", f"{best['test_acc']:.2f}% (epoch {best['epoch']})"),
             *([("with flip TTA, last epoch", f"{last['test_acc_tta']:.2f}%")] if "test_acc_tta" in last else []),
             ("train accuracy, last epoch", f"{last['train_acc']:.2f}%"),
             ("seconds per epoch (mean)", f"{sum(e['seconds'] for e in epochs) / len(epochs):.1f}"),

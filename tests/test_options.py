@@ -111,17 +111,21 @@ def test_a_training_epoch_under_bf16_autocast(tiny_data):
 
 def test_a_validation_split_replaces_the_test_set_with_held_out_training_images(tiny_data, tmp_path, capsys):
     data = utils.load_cifar10(tiny_data, download=False)
-    train_loader, val_loader, mean, std = utils.make_loaders(data, utils.Config(val_split=50, workers=0), CPU)
-    assert np.array_equal(val_loader.dataset.images, data["train_x"][-50:])
-    assert np.array_equal(train_loader.dataset.images, data["train_x"][:-50])
-    assert (mean, std) == utils.channel_stats(data["train_x"][:-50])  # nothing learnt from held-out images
+    cfg = utils.Config(val_split=150, workers=0)  # more images than the 100 of the tiny test set
+    train_loader, val_loader, mean, std = utils.make_loaders(data, cfg, CPU)
+    assert np.array_equal(val_loader.dataset.images, data["train_x"][-150:])
+    assert np.array_equal(train_loader.dataset.images, data["train_x"][:-150])
+    assert np.array_equal(utils.split_data(data, cfg)[2], data["train_x"][-150:])  # what the plots show
+    assert (mean, std) == utils.channel_stats(data["train_x"][:-150])  # nothing learnt from held-out images
     out = tmp_path / "run"
-    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50", "--val-split", "50",
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50", "--val-split", "150",
                        "--lr-max", "5e-3", "--lr-min", "5e-5", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "150 train / 50 validation images" in printed and "Validation set: Average loss" in printed
+    assert "50 train / 150 validation images" in printed and "Validation set: Average loss" in printed
+    assert "done: validation accuracy" in printed and (out / "misclassified.png").exists()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["evaluated_on"].startswith("validation split: the last 50") and metrics["epochs"][0]["total"] == 50
+    assert metrics["evaluated_on"].startswith("validation split: the last 150") and metrics["epochs"][0]["total"] == 150
+    assert "| validation accuracy, last epoch |" in utils.format_results(metrics)
 
 
 def test_predictions_agree_with_the_reported_accuracy_under_bf16(tiny_data):
@@ -184,6 +188,28 @@ def test_the_notebook_refuses_to_continue_a_run_with_another_config(tiny_data, t
     with pytest.raises(utils.ConfigError, match=r"epochs = 2 \(the run has 1\)"):
         utils.find_checkpoint(out, utils.Config(epochs=2, batch_size=50, lr_max=5e-3, lr_min=5e-5))
     assert utils.find_checkpoint(tmp_path / "empty", same) is None
+    # a run saved before a setting existed ran with its default, so another value conflicts
+    older = {k: v for k, v in utils.Config().to_dict().items() if k != "val_split"}
+    assert utils.config_conflicts(older, utils.Config()) == {}
+    assert utils.config_conflicts(older, utils.Config(val_split=5000)) == {"val_split": (5000, 0)}
+
+
+def test_a_resumed_run_keeps_the_precision_it_started_with(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(utils, "cpu_has_native_bf16", lambda: True)
+    real_save = utils.save_checkpoint
+
+    def save_then_stop(*args, **kwargs):  # an interruption right after epoch 1's checkpoint
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(utils, "save_checkpoint", save_then_stop)
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--batch-size", "50", "--no-amp",
+                       "--lr-max", "5e-3", "--lr-min", "5e-5", "--out", str(out)]) == 130
+    monkeypatch.setattr(utils, "save_checkpoint", real_save)
+    assert train.main(["--resume", str(out), "--amp"]) == 0  # epoch 2 in bf16
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["precision"] == "float32" and len(metrics["epochs"]) == 2
+    assert [(r["after_epoch"], r["precision"]) for r in metrics["resumed"]] == [(1, "bfloat16")]
 
 
 def test_the_notebook_shows_a_finished_run_without_changing_its_record(tiny_data, tmp_path):
@@ -209,6 +235,10 @@ def test_the_notebook_shows_a_finished_run_without_changing_its_record(tiny_data
     rebuilt = utils.train_with_checkpoints(out, cfg, model, optimizer, nn.CrossEntropyLoss(), train_loader,
                                            test_loader, CPU, record, checkpoint, log=lines.append)
     assert rebuilt["complete"] and rebuilt["epochs"] == metrics["epochs"] and rebuilt["commit"] == metrics["commit"]
+    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(rebuilt))  # saved
+    completed = (out / "metrics.json").read_bytes()
+    assert train.main(["--resume", str(out)]) == 0  # the command line: history and plots, nothing trained
+    assert (out / "metrics.json").read_bytes() == completed
 
 
 def test_a_diverging_sweep_falls_back_with_a_visible_warning(tiny_data, tmp_path, monkeypatch, capsys):
@@ -237,13 +267,15 @@ def test_the_device_loader_runs_the_whole_cli(tiny_data, tmp_path):
     assert len(metrics["lr_finder"]["lrs"]) > 0
 
 
-def test_bench_prints_its_figures_and_the_ratio(capsys):
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_bench_prints_its_figures_and_the_ratio(capsys, monkeypatch, native_bf16):
     import bench
+    monkeypatch.setattr(utils, "cpu_has_native_bf16", lambda: native_bf16)
     bench.main(["--device", "cpu", "--batches", "2", "--batch-size", "8"])
     out = capsys.readouterr().out
     assert "bare step, channels_last:" in out and "FLOPs per image" in out
     # the float32 comparison appears exactly when the default precision is lower
-    assert ("bare step, float32:" in out) == (utils.autocast_dtype(utils.Config(), CPU) is not None)
+    assert ("bare step, float32:" in out) == native_bf16
     assert out.strip().splitlines()[-1].startswith("full loop / bare step: ")
 
 

@@ -15,8 +15,8 @@ import utils
 from models.resnet import ResNet
 
 ROOT = Path(__file__).resolve().parents[1]
-# on CPU, where runs repeat to the last bit (GPU kernels and bf16 need not)
-TINY = ["--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5", "--device", "cpu"]
+# on CPU in float32, where runs repeat to the last bit on any machine (GPU kernels and bf16 need not)
+TINY = ["--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5", "--device", "cpu", "--no-amp"]
 
 
 def run_cli(*args, timeout=300):
