@@ -126,7 +126,7 @@ def main(argv=None):
     batches = args.batches or (10 if device.type == "cpu" else 50)
     dtype = utils.autocast_dtype(cfg, device)
     print(f"device: {utils.device_name(device)}; torch {torch.__version__}; batch {cfg.batch_size}; "
-          f"{batches} batches per measurement; precision {dtype or 'float32'}")
+          f"{batches} batches per measurement; precision {str(dtype or 'float32').replace('torch.', '')}")
 
     bare = bare_step(cfg, device, batches)
     bare_nchw = bare_step(utils.Config(**{**cfg.to_dict(), "channels_last": False}), device, batches)
