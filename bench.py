@@ -4,11 +4,12 @@
     python bench.py --device cpu --batches 10
 
 Measures, in one run: the bare training step (model + Adam on one synthetic batch already on the
-device) with and without channels_last, and in float32 when the default precision is lower; the data pipeline alone for each loader; the full loop
-(utils.train_one_epoch: loader, augmentation, transfer, step, scheduler, progress bar) for each
-loader; FLOP/s against the device's peak where it is known. Images are random uint8 arrays of
-CIFAR-10's shape, so no dataset is needed. Ends with `full loop / bare step: R` for the default
-loader. On a CPU keep --batches small: one batch of 512 takes seconds.
+device) with and without channels_last, and in float32 when the default precision is lower;
+the data pipeline alone for each loader; the full loop (utils.train_one_epoch: loader,
+augmentation, transfer, step, scheduler, progress bar) for each loader; FLOP/s against the
+device's peak where it is known. Images are random uint8 arrays of CIFAR-10's shape, so no
+dataset is needed. Ends with `full loop / bare step: R` for the default loader. On a CPU keep
+--batches small: one batch of 512 takes seconds.
 """
 import argparse
 import time
@@ -126,7 +127,7 @@ def main(argv=None):
     batches = args.batches or (10 if device.type == "cpu" else 50)
     dtype = utils.autocast_dtype(cfg, device)
     print(f"device: {utils.device_name(device)}; torch {torch.__version__}; batch {cfg.batch_size}; "
-          f"{batches} batches per measurement; precision {str(dtype or 'float32').replace('torch.', '')}")
+          f"{batches} batches per measurement; precision {utils.precision_name(dtype)}")
 
     bare = bare_step(cfg, device, batches)
     bare_nchw = bare_step(utils.Config(**{**cfg.to_dict(), "channels_last": False}), device, batches)
@@ -134,7 +135,7 @@ def main(argv=None):
     print(f"bare step, NCHW:          {bare_nchw:9.1f} img/s   (channels_last / NCHW: {bare / bare_nchw:.2f})")
     if dtype is not None:
         fp32 = bare_step(utils.Config(**{**cfg.to_dict(), "amp": False}), device, batches)
-        print(f"bare step, float32:       {fp32:9.1f} img/s   ({str(dtype).replace('torch.', '')} / float32: "
+        print(f"bare step, float32:       {fp32:9.1f} img/s   ({utils.precision_name(dtype)} / float32: "
               f"{bare / fp32:.2f})")
     flops = flops_per_image(cfg)
     peak = next((v for k, v in PEAK_FLOPS.items() if device.type == "cuda" and k in torch.cuda.get_device_name(device)), None)

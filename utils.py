@@ -199,6 +199,11 @@ def autocast_dtype(cfg, device):
     return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
+def precision_name(dtype):
+    """'bfloat16', 'float16' or 'float32' (for None: no autocast), for logs and records."""
+    return str(dtype or torch.float32).replace("torch.", "")
+
+
 def autocast(device, dtype):
     """Autocast to `dtype` on `device`, or no context at all for fp32."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
@@ -907,7 +912,7 @@ def run_record(cfg, device, data, lr_max, lr_min, finder, mean, std, commit=None
     """
     dtype = autocast_dtype(cfg, device)
     return {"device": device_name(device), "data": data["source"], "commit": commit or git_commit(),
-            "precision": str(dtype).replace("torch.", "") if dtype else "float32",
+            "precision": precision_name(dtype),
             "loader": resolve_loader(cfg, device),
             "evaluated_on": (f"validation split: the last {cfg.val_split} training images (not the test set)"
                              if cfg.val_split else "test set"),
@@ -954,10 +959,10 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
         history, seconds_before = checkpoint["history"], checkpoint["seconds"]
         # the run keeps the commit, device, precision and loader it started with; each resume
         # is listed with its own
+        kept = ("commit", "device", "precision", "loader")
         resumed = checkpoint.get("resumed", []) + [{"after_epoch": len(history["epochs"]),
-                                                    **{k: record[k] for k in ("commit", "device", "precision",
-                                                                              "loader")}}]
-        started_with = {k: checkpoint[k] for k in ("commit", "device", "precision", "loader") if k in checkpoint}
+                                                    **{k: record[k] for k in kept}}]
+        started_with = {k: checkpoint[k] for k in kept if k in checkpoint}
         record = {**record, **started_with, "resumed": resumed}
         finished = len(history["epochs"]) >= cfg.epochs
         log(f"{run_dir} holds a finished run of {cfg.epochs} epochs:" if finished else
