@@ -151,6 +151,10 @@ def get_device(name="auto"):
                  "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()}
     if not available.get(device.type, False):
         raise ConfigError(f"device {name!r} is not available on this machine: use auto or cpu")
+    if device.type == "cuda":
+        # every batch has the same shapes, so cuDNN's one-off search for the fastest
+        # convolution algorithms pays back within the first epoch
+        torch.backends.cudnn.benchmark = True
     return device
 
 
