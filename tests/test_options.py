@@ -90,6 +90,14 @@ def test_cuda_precision_is_bf16_from_ampere_else_fp16_with_a_scaler(monkeypatch,
     assert utils.resolve_loader(utils.Config(), cuda) == "device"
 
 
+def test_cuda_turns_on_cudnn_autotuning_and_cpu_leaves_it(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    assert utils.get_device("cpu").type == "cpu" and not torch.backends.cudnn.benchmark
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert utils.get_device("cuda").type == "cuda" and torch.backends.cudnn.benchmark
+
+
 def tiny_training(tiny_data, epochs):
     """(model, train_loader, test_loader, optimizer, scheduler) on the tiny data, LRs 5e-3 / 5e-5."""
     cfg = utils.Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
