@@ -1,0 +1,71 @@
+"""How well a run's model fits the images it trained on, beside how it does on held-out ones.
+
+    python check_fit.py RUN_DIR [--data-dir DIR] [--device auto|cpu|cuda|mps]
+
+Loads the model of RUN_DIR's last checkpoint, evaluates it on the run's own training images
+without augmentation (normalised with the run's statistics, eval mode, the run's precision), and
+prints that beside the run's last evaluation. A model far better on its training images than on
+held-out ones generalises poorly: more regularisation or more data is where to look. One that is
+poor on both underfits: a larger LR, more epochs or more capacity.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+import utils
+
+PRECISIONS = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}
+
+
+def training_fit(run_dir, data_dir=None, device="auto"):
+    """{"train": evaluate() on the training images, "held_out": the run's last epoch record,
+    "eval_name", "epoch", "epochs"} for the run in `run_dir`."""
+    checkpoint = utils.load_checkpoint(Path(run_dir) / utils.CHECKPOINT)
+    cfg = utils.Config.from_dict(checkpoint["config"])
+    if data_dir is not None:
+        cfg.data_dir = str(data_dir)
+    device = utils.get_device(device)
+    train_x, train_y, _, _ = utils.split_data(utils.load_cifar10(cfg.data_dir), cfg)
+    if cfg.subset is not None:
+        train_x, train_y = train_x[:cfg.subset], train_y[:cfg.subset]
+    dataset = utils.CIFAR10Dataset(train_x, train_y, utils.test_transforms(checkpoint["mean"], checkpoint["std"]))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size)
+    model = utils.build_model(cfg, device)
+    model.load_state_dict(checkpoint["model"])
+    # the precision the run evaluated in, so the two numbers printed are comparable
+    amp_dtype = PRECISIONS.get(checkpoint.get("precision"), None)
+    train = utils.evaluate(model, loader, torch.nn.CrossEntropyLoss(), device, amp_dtype=amp_dtype)
+    epochs = checkpoint["history"]["epochs"]
+    return {"train": train, "held_out": epochs[-1], "eval_name": utils.evaluation_name(cfg),
+            "epoch": len(epochs), "epochs": cfg.epochs}
+
+
+def format_fit(fit):
+    train, held_out = fit["train"], fit["held_out"]
+    rows = [("training images, un-augmented", train), (fit["eval_name"], held_out)]
+    lines = [f"after epoch {fit['epoch']} of {fit['epochs']}:"]
+    for name, r in rows:
+        counts = f" ({r['correct']}/{r['total']})" if "correct" in r else ""
+        lines.append(f"  {name + ':':32s} accuracy {r['test_acc']:6.2f}%{counts}, loss {r['test_loss']:.4f}")
+    lines.append(f"  gap: {train['test_acc'] - held_out['test_acc']:.2f} points of accuracy")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a run folder written by train.py or the notebook")
+    parser.add_argument("--data-dir", help="where the data is (default: the run's own data_dir)")
+    parser.add_argument("--device", default="auto", help="default: auto")
+    args = parser.parse_args(argv)
+    try:
+        print(format_fit(training_fit(args.run_dir, args.data_dir, args.device)))
+    except utils.S10Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

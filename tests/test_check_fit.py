@@ -1,0 +1,43 @@
+"""check_fit.py: the run's model on its own training images, un-augmented, beside its last evaluation."""
+import json
+
+import numpy as np
+import torch
+
+import check_fit
+import train
+import utils
+from tests.test_train import TINY
+
+
+def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--val-split", "50", *TINY,
+                       "--out", str(out)]) == 0
+    fit = check_fit.training_fit(out, tiny_data, "cpu")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert fit["held_out"] == metrics["epochs"][-1] and fit["eval_name"] == "Validation set"
+
+    # the same numbers by hand: the 150 images that trained (not the 50 held out), normalised
+    # with the run's statistics, through the saved weights in eval mode
+    data = utils.load_cifar10(tiny_data, download=False)
+    x, y = data["train_x"][:-50], data["train_y"][:-50]
+    inputs = (x / 255.0 - np.array(metrics["mean"])) / np.array(metrics["std"])
+    model = utils.build_model(utils.Config(), torch.device("cpu"))
+    model.load_state_dict(torch.load(out / utils.CHECKPOINT, weights_only=True)["model"])
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.tensor(inputs, dtype=torch.float32).permute(0, 3, 1, 2))
+    targets = torch.tensor(y, dtype=torch.long)
+    assert fit["train"]["total"] == 150
+    assert fit["train"]["correct"] == int((logits.argmax(1) == targets).sum())
+    assert abs(fit["train"]["test_loss"] - torch.nn.functional.cross_entropy(logits, targets).item()) < 1e-4
+
+    assert check_fit.main([str(out), "--data-dir", str(tiny_data), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "training images, un-augmented:" in printed and "Validation set:" in printed and "gap:" in printed
+
+
+def test_a_folder_without_a_run_is_one_clear_error(tmp_path, capsys):
+    assert check_fit.main([str(tmp_path), "--device", "cpu"]) == 2
+    assert "error: no checkpoint at" in capsys.readouterr().err
