@@ -27,13 +27,21 @@ def training_fit(run_dir, data_dir=None, device="auto"):
     if data_dir is not None:
         cfg.data_dir = str(data_dir)
     device = utils.get_device(device)
-    train_x, train_y, _, _ = utils.split_data(utils.load_cifar10(cfg.data_dir), cfg)
+    # no download: the check is of the data the run trained on, which must be here already
+    train_x, train_y, _, _ = utils.split_data(utils.load_cifar10(cfg.data_dir, download=False), cfg)
     if cfg.subset is not None:
+        if cfg.subset > len(train_x):
+            raise utils.ConfigError(f"the run trained on {cfg.subset} images, but {cfg.data_dir} "
+                                    f"has {len(train_x)} training images: not the run's data")
         train_x, train_y = train_x[:cfg.subset], train_y[:cfg.subset]
     dataset = utils.CIFAR10Dataset(train_x, train_y, utils.test_transforms(checkpoint["mean"], checkpoint["std"]))
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size)
     model = utils.build_model(cfg, device)
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as e:
+        raise utils.ConfigError(f"the checkpoint's weights do not fit this repository's model: "
+                                f"{str(e).splitlines()[0]}") from None
     # the precision the run evaluated in, so the two numbers printed are comparable
     amp_dtype = PRECISIONS.get(checkpoint.get("precision"), None)
     train = utils.evaluate(model, loader, torch.nn.CrossEntropyLoss(), device, amp_dtype=amp_dtype)

@@ -10,7 +10,7 @@ import utils
 from tests.test_train import TINY
 
 
-def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_path, capsys):
+def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--val-split", "50", *TINY,
                        "--out", str(out)]) == 0
@@ -32,6 +32,15 @@ def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_
     assert fit["train"]["total"] == 150
     assert fit["train"]["correct"] == int((logits.argmax(1) == targets).sum())
     assert abs(fit["train"]["test_loss"] - torch.nn.functional.cross_entropy(logits, targets).item()) < 1e-4
+
+    # a bf16 run is checked in bf16, like its own evaluations
+    checkpoint = torch.load(out / utils.CHECKPOINT, weights_only=True)
+    torch.save({**checkpoint, "precision": "bfloat16"}, out / utils.CHECKPOINT)
+    seen = []
+    monkeypatch.setattr(utils, "evaluate", lambda *a, amp_dtype=None, **k: seen.append(amp_dtype) or fit["train"])
+    check_fit.training_fit(out, tiny_data, "cpu")
+    monkeypatch.undo()
+    assert seen == [torch.bfloat16]
 
     assert check_fit.main([str(out), "--data-dir", str(tiny_data), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
