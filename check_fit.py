@@ -28,12 +28,8 @@ def training_fit(run_dir, data_dir=None, device="auto"):
         cfg.data_dir = str(data_dir)
     device = utils.get_device(device)
     # no download: the check is of the data the run trained on, which must be here already
+    # (split_data refuses a folder with fewer training images than the run's subset)
     train_x, train_y, _, _ = utils.split_data(utils.load_cifar10(cfg.data_dir, download=False), cfg)
-    if cfg.subset is not None:
-        if cfg.subset > len(train_x):
-            raise utils.ConfigError(f"the run trained on {cfg.subset} images, but {cfg.data_dir} "
-                                    f"has {len(train_x)} training images: not the run's data")
-        train_x, train_y = train_x[:cfg.subset], train_y[:cfg.subset]
     dataset = utils.CIFAR10Dataset(train_x, train_y, utils.test_transforms(checkpoint["mean"], checkpoint["std"]))
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size)
     model = utils.build_model(cfg, device)

@@ -386,25 +386,26 @@ def split_data(data, cfg):
     """(train_x, train_y, eval_x, eval_y): the images each epoch trains and is evaluated on.
 
     Evaluation is on the test set, or with `cfg.val_split` = N on the last N training images,
-    which training then leaves out.
+    which training then leaves out. `cfg.subset` = N trains on the first N of the rest.
     """
     train_x, train_y = data["train_x"], data["train_y"]
-    if not cfg.val_split:
-        return train_x, train_y, data["test_x"], data["test_y"]
-    if cfg.val_split >= len(train_x):
-        raise ConfigError(f"val_split {cfg.val_split} leaves none of the {len(train_x)} training images")
-    n = cfg.val_split
-    return train_x[:-n], train_y[:-n], train_x[-n:], train_y[-n:]
+    eval_x, eval_y = data["test_x"], data["test_y"]
+    if cfg.val_split:
+        if cfg.val_split >= len(train_x):
+            raise ConfigError(f"val_split {cfg.val_split} leaves none of the {len(train_x)} training images")
+        n = cfg.val_split
+        train_x, train_y, eval_x, eval_y = train_x[:-n], train_y[:-n], train_x[-n:], train_y[-n:]
+    if cfg.subset is not None:
+        if cfg.subset > len(train_x):
+            raise ConfigError(f"subset {cfg.subset} is larger than the {len(train_x)} training images")
+        train_x, train_y = train_x[:cfg.subset], train_y[:cfg.subset]
+    return train_x, train_y, eval_x, eval_y
 
 
 def make_loaders(data, cfg, device):
     """(train_loader, test_loader, mean, std) for the config; stats from the training images.
     The "test" loader holds the evaluation images of `split_data` (the validation split if any)."""
     train_x, train_y, test_x, test_y = split_data(data, cfg)
-    if cfg.subset is not None:
-        if cfg.subset > len(train_x):
-            raise ConfigError(f"subset {cfg.subset} is larger than the {len(train_x)} training images")
-        train_x, train_y = train_x[:cfg.subset], train_y[:cfg.subset]
     mean, std = channel_stats(train_x)
     if resolve_loader(cfg, device) == "device":
         from device_loader import DeviceLoader
