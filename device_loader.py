@@ -8,7 +8,7 @@ worker processes, no host-to-device copy per step. The idea is KellerJordan/cifa
 loader; the augmentation is ours, `utils.train_transforms` in distribution:
 
     reflect pad by 4 + random 32x32 crop, horizontal flip (p=0.5),
-    one 8x8 hole filled with the mean pixel, normalise.
+    one 8x8 hole filled with the mean pixel (in each image with probability cutout_p), normalise.
 
 All randomness comes from one torch.Generator on the device, so a pass is a function of the
 seed given to `set_seed` (fit() reseeds every epoch through utils.reseed_loader).
@@ -44,8 +44,9 @@ def random_flip(images, generator):
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
-def cutout(images, size, fill, generator):
-    """One size x size hole per image, wholly inside it, filled with `fill` (a value a channel)."""
+def cutout(images, size, fill, generator, p=1.0):
+    """One size x size hole per image with probability p, wholly inside it, filled with `fill`
+    (a value a channel)."""
     n, _, height, width = images.shape
     device = images.device
     top = torch.randint(0, height - size + 1, (n, 1, 1, 1), device=device, generator=generator)
@@ -53,6 +54,8 @@ def cutout(images, size, fill, generator):
     rows = torch.arange(height, device=device).view(1, 1, height, 1)
     cols = torch.arange(width, device=device).view(1, 1, 1, width)
     hole = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    if p < 1:  # no extra draw at p = 1, so the default's batches stay what they were
+        hole &= (torch.rand(n, device=device, generator=generator) < p).view(n, 1, 1, 1)
     return torch.where(hole, fill.view(1, -1, 1, 1), images)
 
 
@@ -78,8 +81,10 @@ class DeviceLoader:
     """
 
     def __init__(self, images, labels, batch_size, mean, std, device, train=True, shuffle=None,
-                 seed=0, channels_last=False):
+                 seed=0, channels_last=False, cutout_p=1.0):
         _check_data(images, labels, batch_size)
+        if not 0 <= cutout_p <= 1:
+            raise ValueError(f"cutout_p must be in [0, 1], got {cutout_p!r}")
         self.device = torch.device(device)
         # copied to the device once, as uint8 NCHW: a quarter of the memory of float32;
         # each batch is converted as it is made
@@ -87,6 +92,7 @@ class DeviceLoader:
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64).to(self.device)
         self.dataset = TensorDataset(self.images, self.labels)
         self.batch_size, self.train, self.channels_last = batch_size, train, channels_last
+        self.cutout_p = cutout_p
         self.shuffle = train if shuffle is None else shuffle
         # the hole is cut on the 0..255 image with the mean pixel rounded by Python's round(),
         # exactly as train_transforms does
@@ -124,7 +130,7 @@ class DeviceLoader:
             pixels = random_crop(pixels, height, width, self.generator)
             pixels = random_flip(pixels, self.generator)
             # before normalising, so the hole normalises to ~0 as in train_transforms
-            pixels = cutout(pixels, HOLE, self.fill, self.generator)
+            pixels = cutout(pixels, HOLE, self.fill, self.generator, self.cutout_p)
         pixels = pixels * self.scale - self.shift
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)

@@ -72,7 +72,7 @@ def save_plots(out, cfg, metrics, model, data, loaders, mean, std, device):
     eval_images = utils.split_data(data, cfg)[2]  # what test_loader holds, in its order
     eval_name = utils.evaluation_name(cfg).lower()
     wrong = (preds != targets).nonzero()[0][:32]
-    samples = utils.augmented_samples(data["train_x"], mean, std)
+    samples = utils.augmented_samples(data["train_x"], mean, std, cutout_p=cfg.cutout_p)
     figures = {
         "augmented_samples.png": utils.plot_samples(samples, data["train_y"][:len(samples)]),
         "history.png": utils.plot_history(metrics["epochs"], eval_name.split()[0]),

@@ -68,6 +68,7 @@ class Config:
     pct_start: float = 5 / 24     # One Cycle peaks at the end of epoch 5 of 24
     dropout: float = 0.05         # small: every conv has one, and cutout already regularises
     weight_decay: float = 0.0     # plain Adam, as the assignment asks
+    cutout_p: float = 1.0         # chance of the 8x8 hole in each image (1: in every image)
     channels_last: bool = True    # NHWC layout: faster convolutions (measured by bench.py)
     amp: bool = True              # mixed precision: bf16 (CUDA from Ampere, CPUs with bf16
                                   # instructions), fp16 + grad scaler (older GPUs), else fp32
@@ -116,6 +117,8 @@ def validate_config(cfg):
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout!r}")
     if cfg.weight_decay < 0:
         raise ConfigError(f"weight_decay must be >= 0, got {cfg.weight_decay!r}")
+    if not 0 <= cfg.cutout_p <= 1:
+        raise ConfigError(f"cutout_p must be in [0, 1], got {cfg.cutout_p!r}")
     if cfg.subset is not None and cfg.subset <= 0:
         raise ConfigError(f"subset must be a positive number of images, got {cfg.subset!r}")
     if not isinstance(cfg.val_split, int) or cfg.val_split < 0:
@@ -343,15 +346,16 @@ def channel_stats(images):
 
 # --------------------------------------------------------------------------- augmentation
 
-def train_transforms(mean, std):
-    """Pad to 40 (reflect) + random crop 32, horizontal flip, one 8x8 hole of the mean, normalise."""
+def train_transforms(mean, std, cutout_p=1.0):
+    """Pad to 40 (reflect) + random crop 32, horizontal flip, one 8x8 hole of the mean (in each
+    image with probability `cutout_p`), normalise."""
     mean_pixel = tuple(round(m * 255) for m in mean)  # the hole is cut on the uint8 image
     return A.Compose([
         A.PadIfNeeded(min_height=40, min_width=40, border_mode=cv2.BORDER_REFLECT_101),
         A.RandomCrop(height=32, width=32),
         A.HorizontalFlip(p=0.5),
         A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(8, 8),
-                        hole_width_range=(8, 8), fill=mean_pixel, p=1.0),
+                        hole_width_range=(8, 8), fill=mean_pixel, p=cutout_p),
         A.Normalize(mean=mean, std=std, max_pixel_value=255.0),
         ToTensorV2(),
     ])
@@ -411,13 +415,13 @@ def make_loaders(data, cfg, device):
         from device_loader import DeviceLoader
         common = {"batch_size": cfg.batch_size, "mean": mean, "std": std, "device": device,
                   "seed": cfg.seed, "channels_last": cfg.channels_last}
-        return (DeviceLoader(train_x, train_y, train=True, **common),
+        return (DeviceLoader(train_x, train_y, train=True, cutout_p=cfg.cutout_p, **common),
                 DeviceLoader(test_x, test_y, train=False, **common), mean, std)
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     # no persistent workers: reseed_loader's per-epoch seed must reach fresh workers each epoch
     common = {"batch_size": cfg.batch_size, "num_workers": workers, "pin_memory": device.type == "cuda"}
     train_loader = DataLoader(
-        CIFAR10Dataset(train_x, train_y, train_transforms(mean, std)), shuffle=True,
+        CIFAR10Dataset(train_x, train_y, train_transforms(mean, std, cfg.cutout_p)), shuffle=True,
         generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_seed_worker_transform,
         **common)
     test_loader = DataLoader(
@@ -703,10 +707,10 @@ def image_grid(images, titles, ncols=8, size=1.6):
     return fig
 
 
-def augmented_samples(images, mean, std, count=32, seed=0):
+def augmented_samples(images, mean, std, count=32, seed=0, cutout_p=1.0):
     """The first `count` uint8 images after the albumentations training augmentation, as
     images in [0, 1] for plotting."""
-    transform = train_transforms(mean, std)
+    transform = train_transforms(mean, std, cutout_p)
     transform.set_random_seed(seed)
     tensors = [transform(image=image)["image"] for image in images[:count]]
     return denormalize(torch.stack(tensors), mean, std)

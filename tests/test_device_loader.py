@@ -144,6 +144,15 @@ def test_hole_placed_uniformly_inside_the_image(draws, pipeline):
         assert chi_square_uniform(corner, 25) < CHI2_CRITICAL[25]
 
 
+@pytest.mark.parametrize("cutout_p, low, high", [(0.0, 0, 0), (0.5, 160, 240), (1.0, 400, 400)])
+def test_cutout_p_is_the_chance_of_the_hole(images, cutout_p, low, high):
+    pixels = to_pixels(epoch(loader(images, seed=0, cutout_p=cutout_p))[0])
+    # make_images has no pixel of the fill colour: a hole is exactly the pixels that have it
+    holes = np.all(pixels == FILL[None, :, None, None], axis=1).sum(axis=(1, 2))
+    assert set(holes) <= {0, 64}
+    assert low <= (holes == 64).sum() <= high  # p = 0.5: 200 +- 4 standard deviations (10)
+
+
 def test_output_statistics_match_albumentations(images):
     transform = utils.train_transforms(MEAN, STD)
     transform.set_random_seed(1)
@@ -235,3 +244,9 @@ def test_fit_reseeds_it_every_epoch(images):
 def test_bad_input_is_named(bad_images, labels, batch_size, message):
     with pytest.raises(ValueError, match=message):
         DeviceLoader(bad_images, labels, batch_size, (0.5,) * 3, (0.25,) * 3, "cpu")
+
+
+@pytest.mark.parametrize("cutout_p", [-0.1, 1.5])
+def test_bad_cutout_p_is_named(images, cutout_p):
+    with pytest.raises(ValueError, match=r"cutout_p must be in \[0, 1\]"):
+        loader(images, cutout_p=cutout_p)

@@ -302,3 +302,21 @@ def test_worker_processes_repeat_with_the_seed_and_differ_from_each_other(tiny_d
     assert not torch.equal(first[0], other[0])
     # batches 0 and 1 come from different workers, which must not share one random stream
     assert not torch.equal(first[0], first[1])
+
+
+@pytest.mark.parametrize("loader", ["albumentations", "device"])
+def test_cutout_p_reaches_the_training_loader(tiny_data, loader):
+    data = utils.load_cifar10(tiny_data, download=False)
+
+    def images_with_a_hole(cutout_p):
+        cfg = utils.Config(batch_size=50, workers=0, loader=loader, cutout_p=cutout_p)
+        train_loader, _, mean, std = utils.make_loaders(data, cfg, CPU)
+        # the hole's pixel once normalised; the noisy class colours almost never hit it exactly
+        fill = torch.tensor([(round(m * 255) / 255 - m) / s for m, s in zip(mean, std)])
+        count = 0
+        for images, _ in train_loader:
+            same = (images - fill.view(1, 3, 1, 1)).abs().lt(1e-4).all(dim=1)
+            count += int((same.sum(dim=(1, 2)) >= 64).sum())
+        return count
+
+    assert images_with_a_hole(1.0) == 200 and images_with_a_hole(0.0) == 0

@@ -127,6 +127,7 @@ def test_resume_refuses_conflicting_flags(tiny_data, tmp_path):
     (["--device", "cuda:99"], "not available on this machine"),
     (["--subset", "100000"], "subset 100000 is larger than the 200 training images"),
     (["--val-split", "-5"], "val_split must be a whole number of images >= 0"),
+    (["--cutout-p", "1.5"], "cutout_p must be in [0, 1], got 1.5"),
     (["--val-split", "200"], "val_split 200 leaves none of the 200 training images"),
     (["--resume", "/nonexistent/run"], "no checkpoint at /nonexistent/run/checkpoint.pt"),
 ])
