@@ -16,8 +16,6 @@ import torch
 
 import utils
 
-PRECISIONS = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}
-
 
 def training_fit(run_dir, data_dir=None, device="auto"):
     """{"train": evaluate() on the training images, "held_out": the run's last epoch record,
@@ -39,7 +37,7 @@ def training_fit(run_dir, data_dir=None, device="auto"):
         raise utils.ConfigError(f"the checkpoint's weights do not fit this repository's model: "
                                 f"{str(e).splitlines()[0]}") from None
     # the precision the run evaluated in, so the two numbers printed are comparable
-    amp_dtype = PRECISIONS.get(checkpoint.get("precision"), None)
+    amp_dtype = utils.precision_dtype(checkpoint.get("precision"))
     train = utils.evaluate(model, loader, torch.nn.CrossEntropyLoss(), device, amp_dtype=amp_dtype)
     epochs = checkpoint["history"]["epochs"]
     return {"train": train, "held_out": epochs[-1], "eval_name": utils.evaluation_name(cfg),

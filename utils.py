@@ -211,6 +211,11 @@ def precision_name(dtype):
     return str(dtype or torch.float32).replace("torch.", "")
 
 
+def precision_dtype(name):
+    """The autocast dtype a record's precision name stands for (None: float32, no autocast)."""
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(name)
+
+
 def autocast(device, dtype):
     """Autocast to `dtype` on `device`, or no context at all for fp32."""
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()

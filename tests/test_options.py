@@ -320,3 +320,8 @@ def test_cutout_p_reaches_the_training_loader(tiny_data, loader):
         return count
 
     assert images_with_a_hole(1.0) == 200 and images_with_a_hole(0.0) == 0
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, None])
+def test_precision_names_map_back_to_their_dtype(dtype):
+    assert utils.precision_dtype(utils.precision_name(dtype)) is dtype
