@@ -65,6 +65,7 @@ class Config:
     batch_size: int = 512
     lr_max: float | None = None   # give both LRs to skip the LR finder
     lr_min: float | None = None
+    lr_max_factor: float = 0.1    # finder: LR_max = this x the LR at the sweep's lowest loss
     pct_start: float = 5 / 24     # One Cycle peaks at the end of epoch 5 of 24
     dropout: float = 0.05         # small: every conv has one, and cutout already regularises
     weight_decay: float = 0.0     # plain Adam, as the assignment asks
@@ -109,6 +110,8 @@ def validate_config(cfg):
             raise ConfigError(f"{name} must be a positive number, got {value!r}")
     if cfg.lr_max is not None and cfg.lr_min >= cfg.lr_max:
         raise ConfigError(f"lr_min ({cfg.lr_min:g}) must be smaller than lr_max ({cfg.lr_max:g})")
+    if not 0 < cfg.lr_max_factor <= 1:  # past the lowest loss the sweep's loss only rises
+        raise ConfigError(f"lr_max_factor must be in (0, 1], got {cfg.lr_max_factor!r}")
     if cfg.finder_start_lr >= cfg.finder_end_lr:
         raise ConfigError("finder_start_lr must be smaller than finder_end_lr")
     if not 0 < cfg.pct_start < 1:
@@ -500,11 +503,12 @@ FALLBACK_LR_MAX = 1e-3  # Adam's usual default, used only when the sweep gives n
 FALLBACK_RATIO = 100    # LR_max / LR_min when the curve gives no separate LR_min
 
 
-def suggest_lrs(lrs, losses, drop=0.1):
+def suggest_lrs(lrs, losses, drop=0.1, lr_max_factor=0.1):
     """(lr_max, lr_min, notes) read off a range test's smoothed loss curve.
 
-    LR_max: a tenth of the LR at the lowest loss. The loss still falls steeply there, an order
-            of magnitude short of where it blows up (the rule fastai's lr_find reports).
+    LR_max: `lr_max_factor` x the LR at the lowest loss. The default, a tenth, is where the loss
+            still falls steeply, an order of magnitude short of where it blows up (the rule
+            fastai's lr_find reports); 1 takes the lowest point itself.
     LR_min: the first LR at which the loss has covered `drop` (10%) of its fall from the start
             of the sweep to its lowest point: where training starts to make progress.
     Fallbacks, each named in `notes`: no usable curve (diverged at once, too few finite points)
@@ -520,7 +524,7 @@ def suggest_lrs(lrs, losses, drop=0.1):
                      f"step {best}): falling back to LR_max = {FALLBACK_LR_MAX:g}")
         lr_max = FALLBACK_LR_MAX
         return lr_max, lr_max / FALLBACK_RATIO, notes
-    lr_max = lrs[best] / 10
+    lr_max = lrs[best] * lr_max_factor
     target = losses[0] - drop * (losses[0] - losses[best])
     lr_min = lrs[int(np.argmax(losses[:best + 1] <= target))]
     if lr_min >= lr_max:
@@ -911,7 +915,7 @@ def choose_lrs(cfg, model, optimizer, criterion, loader, device, checkpoint=None
     sweep = lr_range_test(model, optimizer, criterion, loader, device,
                           cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
                           amp_dtype=autocast_dtype(cfg, device))
-    lr_max, lr_min, notes = suggest_lrs(sweep["lrs"], sweep["losses"])
+    lr_max, lr_min, notes = suggest_lrs(sweep["lrs"], sweep["losses"], lr_max_factor=cfg.lr_max_factor)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     log(f"LR_max = {lr_max:.3e}, LR_min = {lr_min:.3e}")

@@ -19,6 +19,8 @@ def test_suggestions_follow_the_documented_rule():
     assert lr_max == pytest.approx(1e-2)  # lowest loss at 1e-1, divided by 10
     # 10% of the fall (2.3 -> 0.5) is reached at loss 2.12, i.e. log10(lr) = -4 + 0.3
     assert lr_min == pytest.approx(10 ** -3.7)
+    # lr_max_factor scales LR_max alone; 1 takes the lowest point itself
+    assert utils.suggest_lrs(lrs, losses, lr_max_factor=1.0)[:2] == pytest.approx((1e-1, 10 ** -3.7))
 
 
 def test_nan_tail_is_ignored():

@@ -128,6 +128,8 @@ def test_resume_refuses_conflicting_flags(tiny_data, tmp_path):
     (["--subset", "100000"], "subset 100000 is larger than the 200 training images"),
     (["--val-split", "-5"], "val_split must be a whole number of images >= 0"),
     (["--cutout-p", "1.5"], "cutout_p must be in [0, 1], got 1.5"),
+    (["--lr-max-factor", "0"], "lr_max_factor must be in (0, 1], got 0.0"),
+    (["--lr-max-factor", "2"], "lr_max_factor must be in (0, 1], got 2.0"),
     (["--val-split", "200"], "val_split 200 leaves none of the 200 training images"),
     (["--resume", "/nonexistent/run"], "no checkpoint at /nonexistent/run/checkpoint.pt"),
 ])
