@@ -130,6 +130,8 @@ def test_resume_refuses_conflicting_flags(tiny_data, tmp_path):
     (["--cutout-p", "1.5"], "cutout_p must be in [0, 1], got 1.5"),
     (["--lr-max-factor", "0"], "lr_max_factor must be in (0, 1], got 0.0"),
     (["--lr-max-factor", "2"], "lr_max_factor must be in (0, 1], got 2.0"),
+    (["--lr-max-factor", "nan"], "lr_max_factor must be in (0, 1], got nan"),
+    (["--lr-max-factor", "inf"], "lr_max_factor must be in (0, 1], got inf"),
     (["--val-split", "200"], "val_split 200 leaves none of the 200 training images"),
     (["--resume", "/nonexistent/run"], "no checkpoint at /nonexistent/run/checkpoint.pt"),
 ])
