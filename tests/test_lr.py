@@ -16,18 +16,18 @@ def test_suggestions_follow_the_documented_rule():
     losses = np.where(log_lr <= -4, 2.3, np.where(log_lr <= -1, 2.3 - 0.6 * (log_lr + 4), 0.5 + 5 * (log_lr + 1)))
     lr_max, lr_min, notes = utils.suggest_lrs(lrs, losses)
     assert notes == []
-    assert lr_max == pytest.approx(1e-2)  # lowest loss at 1e-1, divided by 10
+    assert lr_max == pytest.approx(1e-1)  # the lowest loss
     # 10% of the fall (2.3 -> 0.5) is reached at loss 2.12, i.e. log10(lr) = -4 + 0.3
     assert lr_min == pytest.approx(10 ** -3.7)
-    # lr_max_factor scales LR_max alone; 1 takes the lowest point itself
-    assert utils.suggest_lrs(lrs, losses, lr_max_factor=1.0)[:2] == pytest.approx((1e-1, 10 ** -3.7))
+    # lr_max_factor scales LR_max alone
+    assert utils.suggest_lrs(lrs, losses, lr_max_factor=0.1)[:2] == pytest.approx((1e-2, 10 ** -3.7))
 
 
 def test_nan_tail_is_ignored():
     lrs = np.logspace(-6, 0, 13)
     losses = [2.3, 2.3, 2.2, 2.0, 1.6, 1.2, 1.0, 0.9, 1.4, float("nan"), float("nan"), 5.0, 9.0]
     lr_max, lr_min, notes = utils.suggest_lrs(lrs, losses)
-    assert lr_max == pytest.approx(lrs[7] / 10) and lr_min == pytest.approx(lrs[3]) and notes == []
+    assert lr_max == pytest.approx(lrs[7]) and lr_min == pytest.approx(lrs[3]) and notes == []
 
 
 @pytest.mark.parametrize("losses", [[2.3, 4.0, 9.0, 30.0, 80.0, 200.0], [2.3, float("nan")], []])

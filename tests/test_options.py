@@ -270,13 +270,13 @@ def test_lr_max_factor_reaches_the_finders_pick(tiny_data, tmp_path, monkeypatch
     lrs = list(np.logspace(-6, 0, 13))
     losses = [2.3, 2.3, 2.2, 2.0, 1.6, 1.2, 1.0, 0.9, 1.4, 3.0, 6.0, 9.0, 20.0]  # lowest at lrs[7]
     monkeypatch.setattr(utils, "lr_range_test", lambda *args, **kwargs: {"lrs": lrs, "losses": losses})
-    for factor in (None, "1", "0.3"):
+    for factor in (None, "0.1", "0.3"):
         out = tmp_path / f"run{factor}"
         flags = [] if factor is None else ["--lr-max-factor", factor]
         assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50",
                            "--out", str(out), *flags]) == 0
         metrics = json.loads((out / "metrics.json").read_text())
-        assert metrics["lr_max"] == pytest.approx(lrs[7] * float(factor or 0.1))
+        assert metrics["lr_max"] == pytest.approx(lrs[7] * float(factor or 1))
         assert metrics["lr_min"] == pytest.approx(lrs[3])
 
 
