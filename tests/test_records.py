@@ -1,7 +1,10 @@
-"""The README quotes the committed run records exactly.
+"""The README's results tables quote the committed run records exactly.
 
-The numbers in Results and in the validation-split table are copied by hand from the records in
-assets/; these tests catch a record replaced without the README (or the other way round).
+Checked: in Results, the accuracy, best epoch, flip-TTA and seconds cells of the two test runs'
+rows against assets/metrics.json and assets/runs/full24.json; in the validation-split table, each
+run's row against assets/runs/val_*.json (accuracy, LRs, TTA, training accuracy, the flags shown)
+and its last column against check_fit.py's output in assets/runs/check_fit.txt. The prose numbers
+are not checked here.
 """
 import json
 import re
@@ -12,6 +15,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 SPLIT_RUNS = sorted((ROOT / "assets" / "runs").glob("val_*.json"))
+
+
+def fit_checks():
+    """{run name: training-image accuracy} from check_fit.py's output saved for each run."""
+    text = (ROOT / "assets" / "runs" / "check_fit.txt").read_text()
+    found = re.findall(r"check_fit\.py ~/runs/(\w+) .*?\n.*?\n\s+training images, un-augmented:"
+                       r"\s+accuracy\s+([\d.]+)%", text)
+    return dict(found)
 
 
 def load(path):
@@ -72,6 +83,7 @@ def test_split_table_quotes_each_record(path):
     assert (cells[2], cells[3]) == (sci(record["lr_max"]), sci(record["lr_min"]))
     assert cells[5] == f"{last['test_acc_tta']:.2f}%"
     assert cells[6] == f"{last['train_acc']:.2f}%"
+    assert cells[7] == f"{fit_checks()[path.stem]}%", "the last column is check_fit.py's figure"
     flags = re.findall(r"--[a-z-]+ [^ `]+", cells[1])
     for flag in flags:
         name, value = flag[2:].split(" ")
