@@ -67,7 +67,7 @@ def test_results_table_quotes_the_test_runs(path, row):
 
 def test_every_split_run_is_recorded():
     assert [p.stem for p in SPLIT_RUNS] == [
-        "val_base", "val_base_s2", "val_cut05", "val_drop0", "val_lr10x", "val_lr10x_s2", "val_lr3x"]
+        "val_base", "val_base_s2", "val_cut05", "val_drop0", "val_lr10x", "val_lr10x_s2", "val_lr3x", "val_wd1e4"]
 
 
 @pytest.mark.parametrize("path", SPLIT_RUNS, ids=lambda p: p.stem)
