@@ -37,10 +37,14 @@ def accuracy(epoch):
     return f"{epoch['test_acc']:.2f}% ({epoch['correct']:,} / {epoch['total']:,})"
 
 
+def cells(row):
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
 def table_row(starts):
     rows = [line for line in README.splitlines() if line.startswith(starts)]
     assert len(rows) == 1, f"expected one README row starting {starts!r}, found {len(rows)}"
-    return [cell.strip() for cell in rows[0].strip("|").split("|")]
+    return cells(rows[0])
 
 
 def sci(x):
@@ -58,11 +62,11 @@ def test_results_table_quotes_the_test_runs(path, row):
     last = record["epochs"][-1]
     best = max(record["epochs"], key=lambda e: e["test_acc"])
     seconds = sum(e["seconds"] for e in record["epochs"]) / len(record["epochs"])
-    cells = table_row(row)
-    assert cells[4].replace("**", "") == accuracy(last)  # bold or not
-    assert cells[5] == f"{best['epoch']} ({best['test_acc']:.2f}%)"
-    assert cells[6] == f"{last['test_acc_tta']:.2f}%"
-    assert cells[7] == f"{seconds:.0f}"
+    cols = table_row(row)
+    assert cols[4].replace("**", "") == accuracy(last)  # bold or not
+    assert cols[5] == f"{best['epoch']} ({best['test_acc']:.2f}%)"
+    assert cols[6] == f"{last['test_acc_tta']:.2f}%"
+    assert cols[7] == f"{seconds:.0f}"
 
 
 def test_every_split_run_is_recorded():
@@ -78,13 +82,13 @@ def test_split_table_quotes_each_record(path):
     rows = [line for line in README.splitlines()
             if line.startswith("|") and accuracy(last) in line]
     assert len(rows) == 1, f"{path.name}: {accuracy(last)} is in {len(rows)} README table rows"
-    cells = [cell.strip() for cell in rows[0].strip("|").split("|")]
-    assert f"(assets/runs/{path.name})" in cells[0], "the run's name should link to its record"
-    assert (cells[2], cells[3]) == (sci(record["lr_max"]), sci(record["lr_min"]))
-    assert cells[5] == f"{last['test_acc_tta']:.2f}%"
-    assert cells[6] == f"{last['train_acc']:.2f}%"
-    assert cells[7] == f"{fit_checks()[path.stem]}%", "the last column is check_fit.py's figure"
-    flags = re.findall(r"--[a-z-]+ [^ `]+", cells[1])
+    row = cells(rows[0])
+    assert f"(assets/runs/{path.name})" in row[0], "the run's name should link to its record"
+    assert (row[2], row[3]) == (sci(record["lr_max"]), sci(record["lr_min"]))
+    assert row[5] == f"{last['test_acc_tta']:.2f}%"
+    assert row[6] == f"{last['train_acc']:.2f}%"
+    assert row[7] == f"{fit_checks()[path.stem]}%", "the last column is check_fit.py's figure"
+    flags = re.findall(r"--[a-z-]+ [^ `]+", row[1])
     for flag in flags:
         name, value = flag[2:].split(" ")
         assert float(record["config"][name.replace("-", "_")]) == float(value), (path.name, flag)
