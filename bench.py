@@ -57,7 +57,7 @@ def training_setup(cfg, device, batches):
     model = utils.build_model(cfg, device)
     optimizer = utils.make_optimizer(model, cfg)
     scheduler = utils.make_scheduler(optimizer, 1e-3, 1e-5, 1, batches + 2)
-    return model, optimizer, scheduler, torch.nn.CrossEntropyLoss()
+    return model, optimizer, scheduler, utils.make_criterion(cfg)
 
 
 def bare_step(cfg, device, batches):

@@ -17,28 +17,40 @@ import torch
 import utils
 
 
-def training_fit(run_dir, data_dir=None, device="auto"):
-    """{"train": evaluate() on the training images, "held_out": the run's last epoch record,
-    "eval_name", "epoch", "epochs"} for the run in `run_dir`."""
+def load_run(run_dir, data_dir=None, device="auto"):
+    """(config, checkpoint, data, model with the run's last weights, device) of a run folder.
+    Never downloads: the data must be what the run used, already here (split_data refuses a
+    folder with fewer training images than the run's subset)."""
     checkpoint = utils.load_checkpoint(Path(run_dir) / utils.CHECKPOINT)
     cfg = utils.Config.from_dict(checkpoint["config"])
     if data_dir is not None:
         cfg.data_dir = str(data_dir)
     device = utils.get_device(device)
-    # no download: the check is of the data the run trained on, which must be here already
-    # (split_data refuses a folder with fewer training images than the run's subset)
-    train_x, train_y, _, _ = utils.split_data(utils.load_cifar10(cfg.data_dir, download=False), cfg)
-    dataset = utils.CIFAR10Dataset(train_x, train_y, utils.test_transforms(checkpoint["mean"], checkpoint["std"]))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size)
+    data = utils.load_cifar10(cfg.data_dir, download=False)
     model = utils.build_model(cfg, device)
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as e:
         raise utils.ConfigError(f"the checkpoint's weights do not fit this repository's model: "
                                 f"{str(e).splitlines()[0]}") from None
+    return cfg, checkpoint, data, model, device
+
+
+def plain_loader(images, labels, checkpoint, batch_size):
+    """Images without augmentation, normalised with the run's own statistics."""
+    dataset = utils.CIFAR10Dataset(images, labels, utils.test_transforms(checkpoint["mean"], checkpoint["std"]))
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+
+
+def training_fit(run_dir, data_dir=None, device="auto"):
+    """{"train": evaluate() on the training images, "held_out": the run's last epoch record,
+    "eval_name", "epoch", "epochs"} for the run in `run_dir`."""
+    cfg, checkpoint, data, model, device = load_run(run_dir, data_dir, device)
+    train_x, train_y, _, _ = utils.split_data(data, cfg)
+    loader = plain_loader(train_x, train_y, checkpoint, cfg.batch_size)
     # the precision the run evaluated in, so the two numbers printed are comparable
     amp_dtype = utils.precision_dtype(checkpoint.get("precision"))
-    train = utils.evaluate(model, loader, torch.nn.CrossEntropyLoss(), device, amp_dtype=amp_dtype)
+    train = utils.evaluate(model, loader, utils.EVAL_CRITERION, device, amp_dtype=amp_dtype)
     epochs = checkpoint["history"]["epochs"]
     return {"train": train, "held_out": epochs[-1], "eval_name": utils.evaluation_name(cfg),
             "epoch": len(epochs), "epochs": cfg.epochs}

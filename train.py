@@ -4,6 +4,8 @@
     python train.py --epochs 1 --subset 5000
     python train.py --lr-max 1e-2 --lr-min 1e-4   # skip the finder
     python train.py --resume runs/20261128-101500  # continue an interrupted run
+    python train.py --seeds 3 --out runs/default   # seeds 1-3 in runs/default/seed1..3, and
+                                                   # their mean and spread in summary.json
 
 Writes DIR/metrics.json, DIR/checkpoint.pt (every epoch) and the plots into the run folder
 (--out, default a new folder under runs/). The notebook S10.ipynb calls the same functions.
@@ -15,8 +17,8 @@ import types
 import warnings
 from pathlib import Path
 
-import torch
 
+import seeds
 import utils
 
 
@@ -40,12 +42,34 @@ def build_parser():
     parser.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the run in DIR from its last checkpoint, with its saved config")
+    parser.add_argument("--seeds", type=int, metavar="N",
+                        help="train N runs, seeds --seed .. --seed+N-1, in OUT/seed<k>, and write "
+                             "their mean and spread to OUT/summary.json; the same command again "
+                             "continues or skips each seed's run")
     return parser
+
+
+def given_settings(args):
+    """The config settings given on the command line (the others are absent: SUPPRESS)."""
+    return {k: v for k, v in vars(args).items() if k not in ("out", "resume", "seeds")}
+
+
+def resumed_config(checkpoint, given, run_dir):
+    """The saved config of a run being continued, with the given flags, which must not change
+    what the run trains."""
+    cfg = utils.Config.from_dict({**checkpoint["config"], **given})
+    conflicts = utils.config_conflicts(checkpoint["config"], cfg)
+    if conflicts:
+        listed = "; ".join(f"--{k.replace('_', '-')} {new} (the run has {old})"
+                           for k, (new, old) in conflicts.items())
+        raise utils.ConfigError(f"these flags conflict with the saved config of {run_dir}: "
+                                f"{listed}. Drop them to resume, or start a new run.")
+    return cfg
 
 
 def resolve_run(args):
     """(config, run folder, checkpoint or None) from the parsed flags."""
-    given = {k: v for k, v in vars(args).items() if k not in ("out", "resume")}
+    given = given_settings(args)
     if args.resume is None:
         out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         if (out / utils.CHECKPOINT).exists():
@@ -55,14 +79,30 @@ def resolve_run(args):
     if args.out is not None and args.out != args.resume:
         raise utils.ConfigError("--resume continues the run in its own folder: drop --out")
     checkpoint = utils.load_checkpoint(args.resume / utils.CHECKPOINT)
-    cfg = utils.Config.from_dict({**checkpoint["config"], **given})
-    conflicts = utils.config_conflicts(checkpoint["config"], cfg)
-    if conflicts:
-        listed = "; ".join(f"--{k.replace('_', '-')} {new} (the run has {old})"
-                           for k, (new, old) in conflicts.items())
-        raise utils.ConfigError(f"these flags conflict with the saved config of {args.resume}: "
-                                f"{listed}. Drop them to resume, or start a new run.")
-    return cfg, args.resume, checkpoint
+    return resumed_config(checkpoint, given, args.resume), args.resume, checkpoint
+
+
+def resolve_seed_runs(args):
+    """[(config, run folder, checkpoint or None)] of each seed of --seeds: a seed folder that
+    holds a checkpoint is continued (or, finished, only reported), the others start."""
+    if args.seeds < 1:
+        raise utils.ConfigError(f"--seeds must be a positive number of runs, got {args.seeds}")
+    if args.resume is not None:
+        raise utils.ConfigError("--seeds continues its runs when the same command is given again "
+                                "(with --out): drop --resume")
+    given = given_settings(args)
+    out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    first = given.pop("seed", utils.Config.seed)
+    runs = []
+    for seed, run_dir in zip(range(first, first + args.seeds), seeds.seed_dirs(out, first, args.seeds)):
+        if (run_dir / utils.CHECKPOINT).exists():
+            checkpoint = utils.load_checkpoint(run_dir / utils.CHECKPOINT)
+            runs.append((resumed_config(checkpoint, {**given, "seed": seed}, run_dir), run_dir, checkpoint))
+        else:
+            runs.append((utils.Config(**given, seed=seed), run_dir, None))
+    for cfg, _, _ in runs:  # every seed's settings checked before the first trains
+        utils.validate_config(cfg)
+    return out, runs
 
 
 def save_plots(out, cfg, metrics, model, data, loaders, mean, std, device):
@@ -102,7 +142,7 @@ def run(cfg, out, checkpoint=None, log=print):
         f"{len(test_loader.dataset)} {held_out}; run folder: {out}")
 
     model = utils.build_model(cfg, device)
-    criterion = torch.nn.CrossEntropyLoss()
+    criterion = utils.make_criterion(cfg)
     optimizer = utils.make_optimizer(model, cfg)
     lr_max, lr_min, finder = utils.choose_lrs(cfg, model, optimizer, criterion, train_loader,
                                               device, checkpoint, log)
@@ -116,20 +156,35 @@ def run(cfg, out, checkpoint=None, log=print):
     return metrics
 
 
+def log(line):
+    print(line, flush=True)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        cfg, out, checkpoint = resolve_run(args)
+        if args.seeds is None:
+            out, runs = None, [resolve_run(args)]
+        else:
+            out, runs = resolve_seed_runs(args)
         with warnings.catch_warnings():
             # a warning (the LR finder's fallback) reads as one line here, not a source listing
             warnings.simplefilter("always")
             warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
-            run(cfg, out, checkpoint, log=lambda line: print(line, flush=True))
+            for index, (cfg, run_dir, checkpoint) in enumerate(runs):
+                if out is not None:
+                    log(f"seed {cfg.seed} ({index + 1} of {len(runs)}): {run_dir}")
+                run(cfg, run_dir, checkpoint, log=log)
+                if out is not None:  # after every seed, so a stopped series keeps its summary
+                    summary = seeds.write_summary(out, [r for _, r, _ in runs])
+        if out is not None:
+            log(f"\n{seeds.format_summary(summary)}\nsummary in {out / seeds.SUMMARY}")
     except utils.S10Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: the last finished epoch is saved; continue with --resume", file=sys.stderr)
+        again = "give the same command again" if args.seeds else "continue with --resume"
+        print(f"\ninterrupted: the last finished epoch is saved; {again}", file=sys.stderr)
         return 130
     return 0
 

@@ -2,9 +2,11 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import check_fit
+import check_precision
 import train
 import utils
 from tests.test_train import TINY
@@ -50,3 +52,30 @@ def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_
 def test_a_folder_without_a_run_is_one_clear_error(tmp_path, capsys):
     assert check_fit.main([str(tmp_path), "--device", "cpu"]) == 2
     assert "error: no checkpoint at" in capsys.readouterr().err
+
+
+def test_check_precision_compares_float32_with_bf16_on_the_held_out_images(tiny_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--val-split", "50", *TINY,
+                       "--out", str(out)]) == 0
+    check = check_precision.precision_check(out, tiny_data, "cpu")
+    assert list(check["results"]) == ["float32", "bfloat16"]
+    # float32 by hand: the 50 held-out images through the saved weights, no autocast
+    metrics = json.loads((out / "metrics.json").read_text())
+    data = utils.load_cifar10(tiny_data, download=False)
+    x, y = data["train_x"][-50:], data["train_y"][-50:]
+    inputs = (x / 255.0 - np.array(metrics["mean"])) / np.array(metrics["std"])
+    model = utils.build_model(utils.Config(), torch.device("cpu"))
+    model.load_state_dict(torch.load(out / utils.CHECKPOINT, weights_only=True)["model"])
+    model.eval()
+    with torch.no_grad():
+        preds = model(torch.tensor(inputs, dtype=torch.float32).permute(0, 3, 1, 2)).argmax(1)
+    fp32 = check["results"]["float32"]
+    assert (fp32["total"], fp32["changed"]) == (50, 0)
+    assert fp32["correct"] == int((preds == torch.tensor(y)).sum())
+    # the run itself evaluated in float32, so its record agrees with the float32 row
+    assert fp32["test_acc"] == pytest.approx(metrics["epochs"][-1]["test_acc"])
+
+    assert check_precision.main([str(out), "--data-dir", str(tiny_data), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "float32" in printed and "bfloat16" in printed and "predictions unlike float32's" in printed

@@ -339,3 +339,12 @@ def test_cutout_p_reaches_the_training_loader(tiny_data, loader):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, None])
 def test_precision_names_map_back_to_their_dtype(dtype):
     assert utils.precision_dtype(utils.precision_name(dtype)) is dtype
+
+
+def test_the_lr_finder_cell_shows_a_line_when_no_sweep_ran(tmp_path, capsys):
+    assert utils.show_lr_finder(None, 1e-2, 1e-4, tmp_path / "lr_finder.png") is None
+    assert "no LR sweep: the config gives LR_max = 1.000e-02 and LR_min = 1.000e-04" in capsys.readouterr().out
+    assert not (tmp_path / "lr_finder.png").exists()
+    sweep = {"lrs": [1e-5, 1e-4, 1e-3, 1e-2], "losses": [2.3, 2.2, 1.9, 2.5]}
+    assert utils.show_lr_finder(sweep, 1e-3, 1e-5, tmp_path / "lr_finder.png") is not None
+    assert (tmp_path / "lr_finder.png").exists()

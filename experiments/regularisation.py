@@ -1,0 +1,206 @@
+"""Issue 15's experiment on one GPU: choose the regularisation on the validation split, then
+train the choice over 3 seeds on the full training set and evaluate on the test set.
+
+    python experiments/regularisation.py --runs RUNS [--parallel 6] [--budget 560]
+
+1. The grid. Every setting in GRID, on a validation split (--val-split 5000: the last 5,000
+   training images, never the test set), with the LR finder and 24 epochs each, several runs at
+   once on the one GPU. Seeds 1 and 2 of a setting are queued together, settings in GRID's
+   order, then a third seed of each while time allows; a run is started only if it should end
+   in time to leave the test runs their share of the budget.
+2. The rule, fixed before any result (docs/experiments.md says the same): see `choose`.
+3. The test runs: the chosen setting on the full training set, test set, seeds 1-3. Seed 1 is
+   the notebook itself, executed top to bottom (its stored outputs are that run), with the
+   chosen setting written into Config's defaults of this copy of the code; seeds 2 and 3 are
+   `train.py` with the same setting as flags. Then check_precision.py and check_fit.py on seed 1
+   and the seeds' summary.
+
+Everything lands under RUNS (one folder per setting, one per seed); the decision in
+RUNS/decision.json. Timings are the machine's own; nothing here is specific to the H200.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import seeds  # noqa: E402
+
+DEFAULT = "wd0_do05_ls0"
+# name -> (weight_decay, dropout, label_smoothing); the current default first, then the
+# settings the issue's evidence points to, most likely first
+GRID = {
+    DEFAULT: (0.0, 0.05, 0.0),
+    "wd5e-4_do0_ls0": (5e-4, 0.0, 0.0),
+    "wd1e-4_do0_ls0": (1e-4, 0.0, 0.0),
+    "wd5e-4_do05_ls0": (5e-4, 0.05, 0.0),
+    "wd5e-4_do0_ls01": (5e-4, 0.0, 0.1),
+    "wd1e-3_do0_ls0": (1e-3, 0.0, 0.0),
+    "wd1e-4_do05_ls0": (1e-4, 0.05, 0.0),
+    "wd1e-4_do0_ls01": (1e-4, 0.0, 0.1),
+    "wd5e-4_do05_ls01": (5e-4, 0.05, 0.1),
+    "wd1e-4_do05_ls01": (1e-4, 0.05, 0.1),
+}
+VAL_SPLIT = 5000
+# --smoke: every step of the experiment on a few images, to try the script on a CPU
+SMOKE_FLAGS = ["--subset", "256", "--batch-size", "64", "--epochs", "1", "--finder-steps", "4"]
+EXTRA_FLAGS = []
+
+
+def flags(setting):
+    weight_decay, dropout, label_smoothing = GRID[setting]
+    return ["--weight-decay", f"{weight_decay:g}", "--dropout", f"{dropout:g}",
+            "--label-smoothing", f"{label_smoothing:g}", *EXTRA_FLAGS]
+
+
+def choose(results):
+    """The rule. `results`: {setting: [final plain validation accuracy of each finished seed]}.
+
+    - Candidates: the settings with at least 2 finished seeds; the default must be one.
+    - Seed noise: s, the pooled standard deviation of one run within a setting, over the
+      candidates (pooled variance = sum((n - 1) var) / sum(n - 1)).
+    - The winner: the candidate with the highest mean. It replaces the default only if its mean
+      beats the default's by more than two standard errors of the difference,
+      2 s sqrt(1/n_winner + 1/n_default). Otherwise the default stays.
+    Returns {"chosen", "winner", "margin", "threshold", "s", "means", "n"}.
+    """
+    candidates = {k: v for k, v in results.items() if len(v) >= 2}
+    if DEFAULT not in candidates:
+        raise ValueError("the default setting needs at least 2 finished seeds")
+    dof = sum(len(v) - 1 for v in candidates.values())
+    s = math.sqrt(sum((len(v) - 1) * statistics.variance(v) for v in candidates.values()) / dof)
+    means = {k: statistics.fmean(v) for k, v in candidates.items()}
+    winner = max(means, key=means.get)
+    threshold = 2 * s * math.sqrt(1 / len(candidates[winner]) + 1 / len(candidates[DEFAULT]))
+    margin = means[winner] - means[DEFAULT]
+    return {"chosen": winner if margin > threshold else DEFAULT, "winner": winner,
+            "margin": round(margin, 3), "threshold": round(threshold, 3), "s": round(s, 3),
+            "means": {k: round(v, 3) for k, v in sorted(means.items(), key=lambda kv: -kv[1])},
+            "n": {k: len(v) for k, v in candidates.items()}}
+
+
+def set_config_defaults(path, setting):
+    """Write the setting into Config's defaults in `path` (this copy of utils.py), so that the
+    notebook, which runs Config(), trains it."""
+    text = Path(path).read_text()
+    for name, value in zip(("weight_decay", "dropout", "label_smoothing"), GRID[setting]):
+        text, count = re.subn(rf"^(    {name}: float = )[0-9.e-]+", rf"\g<1>{value!r}", text, flags=re.M)
+        if count != 1:
+            raise RuntimeError(f"no single default for {name} in {path}")
+    Path(path).write_text(text)
+
+
+class Pool:
+    """Up to `size` commands at once, each with its own log file."""
+
+    def __init__(self, size):
+        self.size, self.running, self.done = size, [], []
+
+    def start(self, name, command, log, env=None):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})})
+        self.running.append((name, process, time.time()))
+        print(f"{time.strftime('%H:%M:%S')} start {name}", flush=True)
+
+    def reap(self):
+        for item in list(self.running):
+            name, process, started = item
+            if process.poll() is not None:
+                self.running.remove(item)
+                self.done.append((name, process.returncode, time.time() - started))
+                print(f"{time.strftime('%H:%M:%S')} end {name}: exit {process.returncode}, "
+                      f"{time.time() - started:.0f} s", flush=True)
+
+    def wait_for_room(self):
+        while len(self.running) >= self.size:
+            time.sleep(1)
+            self.reap()
+
+    def wait_all(self, deadline=None):
+        while self.running:
+            if deadline is not None and time.time() > deadline:
+                for name, process, _ in self.running:
+                    print(f"stopping {name}: past the deadline", flush=True)
+                    process.terminate()
+                deadline = None
+            time.sleep(1)
+            self.reap()
+
+
+def final_accuracy(run_dir):
+    record = seeds.read_record(run_dir)
+    return record["epochs"][-1]["test_acc"] if record and record.get("complete") else None
+
+
+def run_grid(runs, pool, budget_end, data_dir):
+    """The grid's runs, as many as the budget allows; {setting: [final accuracy of each seed]}."""
+    queue = [(setting, seed) for setting in GRID for seed in (1, 2)] + [(setting, 3) for setting in GRID]
+    for setting, seed in queue:
+        pool.wait_for_room()
+        durations = [seconds for _, _, seconds in pool.done]
+        if durations:  # a run must end in time to leave the test runs (one run's time + a margin)
+            expected = max(durations)
+            if time.time() + expected > budget_end - (1.3 * expected + 40):
+                print(f"grid: no time for {setting} seed {seed} and later (a run takes ~{expected:.0f} s)")
+                break
+        out = runs / setting / f"seed{seed}"
+        pool.start(f"{setting}/seed{seed}",
+                   [sys.executable, "train.py", "--data-dir", data_dir, "--val-split", str(VAL_SPLIT),
+                    "--seed", str(seed), "--out", str(out), *flags(setting)], out.with_suffix(".log"))
+    pool.wait_all()
+    return {setting: [a for a in (final_accuracy(d) for d in sorted((runs / setting).glob("seed*/")))
+                      if a is not None] for setting in GRID}
+
+
+def run_tests(runs, pool, setting, data_dir, deadline):
+    """Seeds 1-3 of `setting` on the test set: seed 1 by executing the notebook."""
+    test = runs / "test"
+    set_config_defaults(ROOT / "utils.py", setting)
+    pool.start("test/seed1 (notebook)",
+               [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                "--ExecutePreprocessor.timeout=-1", "S10.ipynb"], test / "seed1.log",
+               env={"S10_RUN_DIR": str(test.relative_to(ROOT) / "seed1")})
+    for seed in (2, 3):
+        out = test / f"seed{seed}"
+        pool.start(f"test/seed{seed}", [sys.executable, "train.py", "--data-dir", data_dir, "--seed", str(seed),
+                                        "--out", str(out), *flags(setting)], out.with_suffix(".log"))
+    pool.wait_all(deadline)
+    return test
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, required=True, help="where the run folders go (inside the repo)")
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--parallel", type=int, default=6, help="runs at once on the GPU")
+    parser.add_argument("--budget", type=float, default=480, help="seconds for the grid and the tests")
+    parser.add_argument("--smoke", action="store_true", help="tiny runs, to try the script itself")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        EXTRA_FLAGS.extend(SMOKE_FLAGS)
+        os.environ["S10_SMOKE"] = "1"
+    started = time.time()
+    runs = args.runs.resolve()
+    results = run_grid(runs, Pool(args.parallel), started + args.budget, args.data_dir)
+    decision = {"results": results, **choose(results)}
+    (runs / "decision.json").write_text(json.dumps(decision, indent=1) + "\n")
+    print(json.dumps(decision, indent=1), flush=True)
+    test = run_tests(runs, Pool(3), decision["chosen"], args.data_dir, started + args.budget)
+    for tool in ("check_precision.py", "check_fit.py"):
+        subprocess.run([sys.executable, tool, str(test / "seed1"), "--data-dir", args.data_dir], cwd=ROOT,
+                       stdout=(test / f"{Path(tool).stem}.txt").open("w"), stderr=subprocess.STDOUT)
+    seeds.main([str(test)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

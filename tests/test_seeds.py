@@ -1,0 +1,88 @@
+"""--seeds: one recipe over several seeds, each in its own resumable folder, and their summary."""
+import json
+import statistics
+
+import pytest
+import torch
+
+import seeds
+import train
+import utils
+from tests.test_train import TINY
+
+
+def test_spread_is_the_mean_and_sample_standard_deviation():
+    s = seeds.spread([90.0, 91.0, 92.5])
+    assert s["mean"] == pytest.approx(91.167, abs=1e-3)
+    # by hand: deviations -1.1667, -0.1667, 1.3333; squares summed 3.1667; / (3 - 1); sqrt
+    assert s["std"] == pytest.approx(1.258, abs=1e-3)
+    assert (s["n"], s["min"], s["max"]) == (3, 90.0, 92.5)
+    assert seeds.spread([90.0])["std"] == 0.0
+
+
+def test_seeds_trains_one_folder_per_seed_and_summarises_them(tiny_data, tmp_path, capsys):
+    out = tmp_path / "series"
+    args = ["--data-dir", str(tiny_data), "--epochs", "1", *TINY, "--seed", "3", "--seeds", "2", "--out", str(out)]
+    assert train.main(args) == 0
+    records = {k: json.loads((out / f"seed{k}" / "metrics.json").read_text()) for k in (3, 4)}
+    assert [records[k]["config"]["seed"] for k in (3, 4)] == [3, 4]
+    finals = [records[k]["epochs"][-1]["test_acc"] for k in (3, 4)]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["run"] for r in summary["runs"]] == ["seed3", "seed4"]
+    assert summary["final_acc"]["mean"] == pytest.approx(statistics.fmean(finals), abs=1e-3)
+    assert summary["final_acc"]["std"] == pytest.approx(statistics.stdev(finals), abs=1e-3)
+    tta = [records[k]["epochs"][-1]["test_acc_tta"] for k in (3, 4)]  # TTA is on by default
+    assert summary["final_acc_tta"]["mean"] == pytest.approx(statistics.fmean(tta), abs=1e-3)
+    assert "mean ± std" in capsys.readouterr().out
+
+    # the same command again continues each seed: both are finished, so nothing trains
+    stamps = {k: (out / f"seed{k}" / "checkpoint.pt").stat().st_mtime_ns for k in (3, 4)}
+    assert train.main(args) == 0
+    assert stamps == {k: (out / f"seed{k}" / "checkpoint.pt").stat().st_mtime_ns for k in (3, 4)}
+
+
+def test_seeds_refuses_flags_that_change_a_started_seed(tiny_data, tmp_path, capsys):
+    out = tmp_path / "series"
+    base = ["--data-dir", str(tiny_data), "--epochs", "1", *TINY, "--seeds", "1", "--out", str(out)]
+    assert train.main(base) == 0
+    capsys.readouterr()
+    assert train.main([*base, "--weight-decay", "1e-4"]) == 2
+    assert "--weight-decay 0.0001 (the run has 0.0)" in capsys.readouterr().err
+
+
+def test_a_series_stopped_part_way_lists_the_missing_seed(tiny_data, tmp_path):
+    out = tmp_path / "series"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", *TINY, "--out", str(out / "seed1")]) == 0
+    summary = seeds.summarize(seeds.seed_dirs(out, 1, 2), relative_to=out)
+    assert summary["pending"] == ["seed2"] and summary["final_acc"]["n"] == 1
+
+
+def test_seeds_py_summarises_existing_folders_and_refuses_an_empty_one(tiny_data, tmp_path, capsys):
+    out = tmp_path / "series"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", *TINY, "--out", str(out / "seed1")]) == 0
+    capsys.readouterr()
+    assert seeds.main([str(out)]) == 0
+    assert "| seed1 | 1 |" in capsys.readouterr().out and (out / "summary.json").exists()
+    assert seeds.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_label_smoothing_trains_on_the_smoothed_loss_and_reports_plain_cross_entropy(tiny_data):
+    logits, targets = torch.randn(6, 10), torch.arange(6)
+    eps = 0.1
+    # by hand: (1 - eps) x the usual loss + eps x the mean over classes of -log p
+    log_p = logits.log_softmax(1)
+    by_hand = ((1 - eps) * -log_p[torch.arange(6), targets] - eps * log_p.mean(1)).mean()
+    assert utils.make_criterion(utils.Config(label_smoothing=eps))(logits, targets) == pytest.approx(float(by_hand))
+
+    cfg = utils.Config(batch_size=50, label_smoothing=eps, workers=0, amp=False)
+    data = utils.load_cifar10(tiny_data, download=False)
+    train_loader, test_loader, _, _ = utils.make_loaders(data, cfg, torch.device("cpu"))
+    model = utils.build_model(cfg, torch.device("cpu"))
+    optimizer = utils.make_optimizer(model, cfg)
+    scheduler = utils.make_scheduler(optimizer, 5e-3, 5e-5, 1, len(train_loader))
+    history = utils.fit(model, train_loader, test_loader, optimizer, scheduler, utils.make_criterion(cfg),
+                        torch.device("cpu"), 1, log=lambda *_: None)
+    plain = utils.evaluate(model, test_loader, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
+    smoothed = utils.evaluate(model, test_loader, utils.make_criterion(cfg), torch.device("cpu"))
+    assert history["epochs"][-1]["test_loss"] == pytest.approx(plain["test_loss"])
+    assert smoothed["test_loss"] != pytest.approx(plain["test_loss"])
