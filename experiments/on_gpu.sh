@@ -24,7 +24,7 @@ print('torch', torch.__version__, 'albumentations', albumentations.__version__, 
 wait
 tail -4 "$OUT/setup.log"
 
-python3 bench.py --device cuda > "$OUT/bench.txt" 2>&1
+timeout 100 python3 bench.py --device cuda > "$OUT/bench.txt" 2>&1 || echo "bench: exit $?"
 grep -v "it/s" "$OUT/bench.txt"
 echo "after setup and bench: ${SECONDS} s"
 
