@@ -3,15 +3,16 @@
 # packages and no network: install the carried wheels (.whl/), build the stand-in data from the
 # carried archive (.device/), benchmark, then experiments/regularisation.py within the time left.
 # Results go to $OUT (the device tool brings that folder back).
-#   bash experiments/on_gpu.sh [SECONDS]   # SECONDS: the whole call's limit (default 590)
+#   bash experiments/on_gpu.sh [SECONDS [--follow-up]]   # SECONDS: the whole call's limit (default 590)
 set -uo pipefail
 LIMIT=${1:-590}
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 git config --global --add safe.directory "*" 2>/dev/null
-# .git does not travel: a copy of it in .device/ does, so the records name their commit
-[ -d .git ] || cp -r .device/git .git
+# the device's .git is the session's base commit, not this tree's: a copy of ours travels in
+# .device/, so that the records name the commit they ran
+[ -d .device/git ] && rm -rf .git && cp -r .device/git .git
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
     > "$OUT/setup.log" 2>&1 || { tail "$OUT/setup.log"; exit 1; }
@@ -26,14 +27,14 @@ print('torch', torch.__version__, 'albumentations', albumentations.__version__, 
 wait
 tail -4 "$OUT/setup.log"
 
-timeout 100 python3 bench.py --device cuda > "$OUT/bench.txt" 2>&1 || echo "bench: exit $?"
+[ "${2:-}" = --follow-up ] || timeout 100 python3 bench.py --device cuda > "$OUT/bench.txt" 2>&1 || echo "bench: exit $?"
 grep -v "it/s" "$OUT/bench.txt"
 echo "after setup and bench: ${SECONDS} s"
 
 # what is left, less a margin for the checks after the runs and for packing the results
-BUDGET=$((LIMIT - SECONDS - 60))
+BUDGET=$((LIMIT - SECONDS - ${MARGIN:-60}))
 timeout $((BUDGET + 45)) python3 experiments/regularisation.py --runs runs/gpu --parallel 6 \
-    --budget "$BUDGET" 2>&1 | tee "$OUT/experiment.log"
+    --budget "$BUDGET" ${2:-} 2>&1 | tee "$OUT/experiment.log"
 
 tar czf "$OUT/runs.tgz" --exclude='*.pt' runs/gpu assets
 cp S10.ipynb "$OUT/"

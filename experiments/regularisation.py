@@ -50,6 +50,15 @@ GRID = {
     "wd1e-4_do05_ls01": (1e-4, 0.05, 0.1),
 }
 VAL_SPLIT = 5000
+# --follow-up: runs after the decision, which they cannot change (docs/experiments.md): the
+# grid's missing cell, third seeds of the four best settings, and the lead that weight decay
+# needs a lower LR_max than the finder's lowest-loss LR (--lr-max-factor)
+FOLLOW_UP = [("wd1e-4_do05_ls01", 1, []), ("wd1e-4_do05_ls01", 2, []), (DEFAULT, 3, []),
+             ("wd1e-4_do0_ls01", 3, []),
+             ("wd5e-4_do0_ls0", 1, ["--lr-max-factor", "0.3"]), ("wd5e-4_do0_ls0", 2, ["--lr-max-factor", "0.3"]),
+             ("wd1e-4_do0_ls0", 3, []), ("wd1e-4_do05_ls0", 3, []),
+             ("wd1e-3_do0_ls0", 1, ["--lr-max-factor", "0.1"]), ("wd1e-3_do0_ls0", 2, ["--lr-max-factor", "0.1"]),
+             ("wd5e-4_do0_ls01", 1, ["--lr-max-factor", "0.3"]), ("wd5e-4_do0_ls01", 2, ["--lr-max-factor", "0.3"])]
 # --smoke: every step of the experiment on a few images, to try the script on a CPU
 SMOKE_FLAGS = ["--subset", "256", "--batch-size", "64", "--epochs", "1", "--finder-steps", "4"]
 EXTRA_FLAGS = []
@@ -161,6 +170,22 @@ def run_grid(runs, pool, budget_end, data_dir):
                       if a is not None] for setting in GRID}
 
 
+def run_follow_up(runs, pool, budget_end, data_dir):
+    """FOLLOW_UP's runs, in order, each started only if it should end within the budget."""
+    for setting, seed, extra in FOLLOW_UP:
+        pool.wait_for_room()
+        durations = [seconds for _, _, seconds in pool.done]
+        if durations and time.time() + max(durations) > budget_end:
+            print(f"follow-up: no time for {setting} seed {seed} and later")
+            break
+        name = setting + "".join(f"_f{v}" for v in extra[1::2])  # e.g. wd5e-4_do0_ls0_f0.3
+        out = runs / name / f"seed{seed}"
+        pool.start(f"{name}/seed{seed}",
+                   [sys.executable, "train.py", "--data-dir", data_dir, "--val-split", str(VAL_SPLIT),
+                    "--seed", str(seed), "--out", str(out), *flags(setting), *extra], out.with_suffix(".log"))
+    pool.wait_all(budget_end + 30)
+
+
 def run_tests(runs, pool, setting, data_dir, deadline):
     """Seeds 1-3 of `setting` on the test set: seed 1 by executing the notebook."""
     test = runs / "test"
@@ -184,12 +209,16 @@ def main(argv=None):
     parser.add_argument("--parallel", type=int, default=6, help="runs at once on the GPU")
     parser.add_argument("--budget", type=float, default=480, help="seconds for the grid and the tests")
     parser.add_argument("--smoke", action="store_true", help="tiny runs, to try the script itself")
+    parser.add_argument("--follow-up", action="store_true", help="FOLLOW_UP's runs only")
     args = parser.parse_args(argv)
     if args.smoke:
         EXTRA_FLAGS.extend(SMOKE_FLAGS)
         os.environ["S10_SMOKE"] = "1"
     started = time.time()
     runs = args.runs.resolve()
+    if args.follow_up:
+        run_follow_up(runs, Pool(args.parallel), started + args.budget, args.data_dir)
+        return 0
     results = run_grid(runs, Pool(args.parallel), started + args.budget, args.data_dir)
     decision = {"results": results, **choose(results)}
     (runs / "decision.json").write_text(json.dumps(decision, indent=1) + "\n")
