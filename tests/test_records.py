@@ -1,20 +1,26 @@
-"""The README's results tables quote the committed run records exactly.
+"""The README's and docs/experiments.md's results tables quote the committed run records exactly.
 
-Checked: in Results, the accuracy, best epoch, flip-TTA and seconds cells of the two test runs'
-rows against assets/metrics.json and assets/runs/full24.json; in the validation-split table, each
-run's row against assets/runs/val_*.json (accuracy, LRs, TTA, training accuracy, the flags shown)
-and its last column against check_fit.py's output in assets/runs/check_fit.txt. The prose numbers
-are not checked here.
+Checked: the README's result row and seed links against assets/runs/gpu/test (the records and
+summary.json, itself recomputed from them by seeds.py); issue 15's decision recomputed by its own
+rule from the grid's records; each row of the split table and of the test-run table in
+docs/experiments.md against its records; and issue 6's CPU tables there (two test runs, eight
+split runs, check_fit.py's output). The prose numbers are not checked here.
 """
+import importlib.util
 import json
 import re
+import statistics
 from pathlib import Path
 
 import pytest
 
+import seeds
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
+EXPERIMENTS = (ROOT / "docs" / "experiments.md").read_text()
 SPLIT_RUNS = sorted((ROOT / "assets" / "runs").glob("val_*.json"))
+GPU = ROOT / "assets" / "runs" / "gpu"
 
 
 def fit_checks():
@@ -41,9 +47,9 @@ def cells(row):
     return [cell.strip() for cell in row.strip("|").split("|")]
 
 
-def table_row(starts):
-    rows = [line for line in README.splitlines() if line.startswith(starts)]
-    assert len(rows) == 1, f"expected one README row starting {starts!r}, found {len(rows)}"
+def table_row(starts, text=EXPERIMENTS):
+    rows = [line for line in text.splitlines() if line.startswith(starts)]
+    assert len(rows) == 1, f"expected one row starting {starts!r}, found {len(rows)}"
     return cells(rows[0])
 
 
@@ -53,7 +59,7 @@ def sci(x):
 
 
 @pytest.mark.parametrize("path, row", [
-    ("metrics.json", "| this repository, default recipe |"),
+    ("runs/full24_f1.json", "| full24_f1, the default before issue 15 |"),
     ("runs/full24.json", "| the previous default, LR_max a tenth of the lowest-loss LR |"),
 ])
 def test_results_table_quotes_the_test_runs(path, row):
@@ -79,11 +85,11 @@ def test_split_table_quotes_each_record(path):
     record = load(path)
     assert record["config"]["val_split"] == 5000 and "validation split" in record["evaluated_on"]
     last = record["epochs"][-1]
-    rows = [line for line in README.splitlines()
+    rows = [line for line in EXPERIMENTS.splitlines()
             if line.startswith("|") and accuracy(last) in line]
-    assert len(rows) == 1, f"{path.name}: {accuracy(last)} is in {len(rows)} README table rows"
+    assert len(rows) == 1, f"{path.name}: {accuracy(last)} is in {len(rows)} table rows of docs/experiments.md"
     row = cells(rows[0])
-    assert f"(assets/runs/{path.name})" in row[0], "the run's name should link to its record"
+    assert f"(../assets/runs/{path.name})" in row[0], "the run's name should link to its record"
     assert (row[2], row[3]) == (sci(record["lr_max"]), sci(record["lr_min"]))
     assert row[5] == f"{last['test_acc_tta']:.2f}%"
     assert row[6] == f"{last['train_acc']:.2f}%"
@@ -92,3 +98,78 @@ def test_split_table_quotes_each_record(path):
     for flag in flags:
         name, value = flag[2:].split(" ")
         assert float(record["config"][name.replace("-", "_")]) == float(value), (path.name, flag)
+
+
+# ---- issue 15: the GPU runs
+
+def spread_cell(s, bold=False):
+    mean = f"{s['mean']:.2f} ± {s['std']:.2f}%"
+    return f"{'**' + mean + '**' if bold else mean} [{s['min']:.2f}, {s['max']:.2f}]"
+
+
+def test_the_test_summary_is_what_seeds_py_computes_from_the_records():
+    summary = json.loads((GPU / "test" / "summary.json").read_text())
+    again = seeds.summarize(seeds.seed_dirs(GPU / "test", 1, 3), relative_to=GPU / "test")
+    assert again == summary and summary["final_acc"]["n"] == 3 and summary["evaluated_on"] == "test set"
+
+
+def test_readme_result_row_quotes_the_summary_and_each_seed():
+    summary = json.loads((GPU / "test" / "summary.json").read_text())
+    row = table_row("| this repository, default recipe |", README)
+    assert row[3] == "3"
+    assert row[4] == spread_cell(summary["final_acc"], bold=True)
+    assert row[5] == spread_cell(summary["final_acc_tta"])
+    for run in summary["runs"]:
+        assert f"[{run['final_acc']:.2f}%](assets/runs/gpu/test/{run['run']}/metrics.json)" in README
+    # the notebook's record is seed 1's
+    assert json.loads((ROOT / "assets" / "metrics.json").read_text()) == \
+        json.loads((GPU / "test" / "seed1" / "metrics.json").read_text())
+
+
+def test_the_decision_follows_from_the_grid_records_by_the_written_rule():
+    spec = importlib.util.spec_from_file_location("regularisation", ROOT / "experiments" / "regularisation.py")
+    regularisation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(regularisation)
+    # the decision saw the runs of the first GPU call (seeds 1 and 2 of nine settings); the
+    # follow-up call's runs came later, from another commit
+    decision_commit = load(GPU / regularisation.DEFAULT / "seed1" / "metrics.json")["commit"]
+    results = {}
+    for setting in regularisation.GRID:
+        records = [load(path) for path in sorted((GPU / setting).glob("seed*/metrics.json"))]
+        results[setting] = [r["epochs"][-1]["test_acc"] for r in records if r["commit"] == decision_commit]
+    decision = json.loads((GPU / "decision.json").read_text())
+    assert decision == {"results": results, **regularisation.choose(results)}
+    assert decision["chosen"] == regularisation.DEFAULT
+
+
+SPLIT_SETTINGS = sorted(p.name for p in GPU.iterdir() if p.is_dir() and p.name != "test")
+
+
+@pytest.mark.parametrize("setting", SPLIT_SETTINGS)
+def test_split_table_row_quotes_the_settings_records(setting):
+    records = [load(p) for p in sorted((GPU / setting).glob("seed*/metrics.json"))]
+    for record in records:
+        assert record["config"]["val_split"] == 5000 and "validation split" in record["evaluated_on"]
+    row = table_row(f"| `{setting}` | {records[0]['config']['weight_decay']:g} |")
+    config = records[0]["config"]
+    assert [float(v) for v in row[1:5]] == [config["weight_decay"], config["dropout"],
+                                            config["label_smoothing"], config["lr_max_factor"]]
+    finals = [r["epochs"][-1]["test_acc"] for r in records]
+    assert row[5] == ", ".join(f"[{a:.2f}](../assets/runs/gpu/{setting}/seed{r['config']['seed']}/metrics.json)"
+                               for a, r in zip(finals, records))
+    assert row[6] == f"{statistics.fmean(finals):.2f} ± {statistics.stdev(finals):.2f}"
+    assert row[7] == f"{statistics.fmean(r['epochs'][-1]['test_acc_tta'] for r in records):.2f}"
+    assert row[8] == f"{statistics.fmean(r['epochs'][-1]['train_acc'] for r in records):.2f}"
+    assert row[9] == ", ".join(f"{r['lr_max']:.1e}" for r in records)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_test_run_table_quotes_each_record(seed):
+    record = load(GPU / "test" / f"seed{seed}" / "metrics.json")
+    assert record["config"]["seed"] == seed and record["evaluated_on"] == "test set"
+    last = record["epochs"][-1]
+    row = table_row(f"| {seed} | {last['test_acc']:.2f}% ")
+    assert row[1] == f"{last['test_acc']:.2f}% ({last['correct']:,} / {last['total']:,})"
+    assert row[2:7] == [f"{last['test_acc_tta']:.2f}%", f"{last['test_loss']:.4f}", f"{record['lr_max']:.2e}",
+                        f"{last['train_acc']:.2f}%", f"{record['seconds']:.1f}"]
+    assert f"(../assets/runs/gpu/test/seed{seed}/metrics.json)" in row[7]
