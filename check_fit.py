@@ -67,18 +67,24 @@ def format_fit(fit):
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_check(description, check, render, argv=None):
+    """The command line shared by the run checks: RUN_DIR [--data-dir DIR] [--device D]; prints
+    render(check(run_dir, data_dir, device)), or one error line and exit status 2."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("run_dir", type=Path, help="a run folder written by train.py or the notebook")
     parser.add_argument("--data-dir", help="where the data is (default: the run's own data_dir)")
     parser.add_argument("--device", default="auto", help="default: auto")
     args = parser.parse_args(argv)
     try:
-        print(format_fit(training_fit(args.run_dir, args.data_dir, args.device)))
+        print(render(check(args.run_dir, args.data_dir, args.device)))
     except utils.S10Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv=None):
+    return run_check(__doc__.split("\n")[0], training_fit, format_fit, argv)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,12 @@ and under bf16 (and fp16) autocast on the run's own held-out images.
 Training in bf16 and evaluating in bf16 is what the records report; this shows how many
 held-out images change their predicted class when the same weights run in float32 instead.
 """
-import argparse
 import sys
-from pathlib import Path
 
 import torch
 
 import utils
-from check_fit import load_run, plain_loader
+from check_fit import load_run, plain_loader, run_check
 
 
 def precisions_for(device):
@@ -54,17 +52,7 @@ def format_check(check):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a run folder written by train.py or the notebook")
-    parser.add_argument("--data-dir", help="where the data is (default: the run's own data_dir)")
-    parser.add_argument("--device", default="auto", help="default: auto")
-    args = parser.parse_args(argv)
-    try:
-        print(format_check(precision_check(args.run_dir, args.data_dir, args.device)))
-    except utils.S10Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_check(__doc__.split("\n\n")[0], precision_check, format_check, argv)
 
 
 if __name__ == "__main__":
