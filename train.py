@@ -70,16 +70,16 @@ def save_plots(out, cfg, metrics, model, data, loaders, mean, std, device):
     train_loader, test_loader = loaders
     preds, targets = utils.predict(model, test_loader, device, utils.autocast_dtype(cfg, device))
     eval_images = utils.split_data(data, cfg)[2]  # what test_loader holds, in its order
-    eval_name = utils.evaluation_name(cfg).lower()
+    kind = utils.eval_kind(cfg)  # "test" or "validation"
     wrong = (preds != targets).nonzero()[0][:32]
     samples = utils.augmented_samples(data["train_x"], mean, std, cutout_p=cfg.cutout_p)
     figures = {
         "augmented_samples.png": utils.plot_samples(samples, data["train_y"][:len(samples)]),
-        "history.png": utils.plot_history(metrics["epochs"], eval_name.split()[0]),
+        "history.png": utils.plot_history(metrics["epochs"], kind),
         "lr_schedule.png": utils.plot_lr_schedule(metrics["lrs"], len(train_loader)),
         "misclassified.png": utils.plot_misclassified(eval_images[wrong], targets[wrong], preds[wrong]),
         "confusion_matrix.png": utils.plot_confusion_matrix(utils.confusion_matrix(preds, targets),
-                                                            eval_name=eval_name),
+                                                            eval_name=f"{kind} set"),
     }
     finder = metrics["lr_finder"]
     if finder is not None:
@@ -111,7 +111,7 @@ def run(cfg, out, checkpoint=None, log=print):
                                            test_loader, device, record, checkpoint, log)
     save_plots(out, cfg, metrics, model, data, (train_loader, test_loader), mean, std, device)
     last = metrics["epochs"][-1]
-    log(f"done: {utils.evaluation_name(cfg).split()[0].lower()} accuracy {last['test_acc']:.2f}% after {last['epoch']} epochs; "
+    log(f"done: {utils.eval_kind(cfg)} accuracy {last['test_acc']:.2f}% after {last['epoch']} epochs; "
         f"{metrics['seconds']:.0f} s; metrics in {out / 'metrics.json'}")
     return metrics
 

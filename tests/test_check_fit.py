@@ -7,6 +7,10 @@ import torch
 import check_fit
 import train
 import utils
+from s10.checkpoints import CHECKPOINT
+from s10.cifar import load_cifar10
+from s10.config import Config
+from s10.engine import build_model
 from tests.test_train import TINY
 
 
@@ -20,11 +24,11 @@ def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_
 
     # the same numbers by hand: the 150 images that trained (not the 50 held out), normalised
     # with the run's statistics, through the saved weights in eval mode
-    data = utils.load_cifar10(tiny_data, download=False)
+    data = load_cifar10(tiny_data, download=False)
     x, y = data["train_x"][:-50], data["train_y"][:-50]
     inputs = (x / 255.0 - np.array(metrics["mean"])) / np.array(metrics["std"])
-    model = utils.build_model(utils.Config(), torch.device("cpu"))
-    model.load_state_dict(torch.load(out / utils.CHECKPOINT, weights_only=True)["model"])
+    model = build_model(Config(), torch.device("cpu"))
+    model.load_state_dict(torch.load(out / CHECKPOINT, weights_only=True)["model"])
     model.eval()
     with torch.no_grad():
         logits = model(torch.tensor(inputs, dtype=torch.float32).permute(0, 3, 1, 2))
@@ -34,8 +38,8 @@ def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_
     assert abs(fit["train"]["test_loss"] - torch.nn.functional.cross_entropy(logits, targets).item()) < 1e-4
 
     # a bf16 run is checked in bf16, like its own evaluations
-    checkpoint = torch.load(out / utils.CHECKPOINT, weights_only=True)
-    torch.save({**checkpoint, "precision": "bfloat16"}, out / utils.CHECKPOINT)
+    checkpoint = torch.load(out / CHECKPOINT, weights_only=True)
+    torch.save({**checkpoint, "precision": "bfloat16"}, out / CHECKPOINT)
     seen = []
     monkeypatch.setattr(utils, "evaluate", lambda *a, amp_dtype=None, **k: seen.append(amp_dtype) or fit["train"])
     check_fit.training_fit(out, tiny_data, "cpu")

@@ -9,8 +9,11 @@ import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-import utils
-from device_loader import DeviceLoader
+from s10 import augment
+from s10.augment import train_transforms
+from s10.engine import evaluate, fit, predict, train_one_epoch
+from s10.lr import make_scheduler
+from s10.device_loader import DeviceLoader
 
 COUNT, BATCH = 400, 64  # 400 = 6 full batches of 64 and one of 16
 CPU = torch.device("cpu")  # utils' loops take a torch.device, as train.py passes them
@@ -89,7 +92,7 @@ def recover_draws(pixels, originals, fill):
 @pytest.fixture(scope="module")
 def draws(images):
     """The recovered draws of each pipeline over the same images."""
-    transform = utils.train_transforms(MEAN, STD)
+    transform = train_transforms(MEAN, STD)
     transform.set_random_seed(0)
     reference = torch.stack([transform(image=image)["image"] for image in images])
     outputs, labels = epoch(loader(images, seed=0))
@@ -154,7 +157,7 @@ def test_cutout_p_is_the_chance_of_the_hole(images, cutout_p, low, high):
 
 
 def test_output_statistics_match_albumentations(images):
-    transform = utils.train_transforms(MEAN, STD)
+    transform = train_transforms(MEAN, STD)
     transform.set_random_seed(1)
     reference = torch.stack([transform(image=image)["image"] for image in images])
     outputs = epoch(loader(images, seed=1))[0]
@@ -165,7 +168,7 @@ def test_output_statistics_match_albumentations(images):
 
 
 def test_test_mode_equals_test_transforms_in_order(images):
-    transform = utils.test_transforms(MEAN, STD)
+    transform = augment.test_transforms(MEAN, STD)
     expected = torch.stack([transform(image=image)["image"] for image in images])
     outputs, labels = epoch(loader(images, train=False))
     torch.testing.assert_close(outputs, expected, atol=1e-5, rtol=0)
@@ -213,12 +216,12 @@ def test_utils_loops_use_it_unchanged(images):
     model = tiny_model()
     train, test = loader(images), loader(images, train=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scheduler = utils.make_scheduler(optimizer, 1e-2, 1e-3, 1, len(train))
+    scheduler = make_scheduler(optimizer, 1e-2, 1e-3, 1, len(train))
     criterion = torch.nn.CrossEntropyLoss()
-    result = utils.train_one_epoch(model, train, optimizer, scheduler, criterion, CPU)
+    result = train_one_epoch(model, train, optimizer, scheduler, criterion, CPU)
     assert len(result["lrs"]) == len(train)
-    assert utils.evaluate(model, test, criterion, CPU)["total"] == COUNT
-    preds, targets = utils.predict(model, test, CPU)
+    assert evaluate(model, test, criterion, CPU)["total"] == COUNT
+    preds, targets = predict(model, test, CPU)
     assert preds.shape == (COUNT,) and targets.tolist() == list(range(COUNT))
 
 
@@ -227,8 +230,8 @@ def test_fit_reseeds_it_every_epoch(images):
         model = tiny_model()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         train = loader(images, seed=loader_seed)
-        scheduler = utils.make_scheduler(optimizer, 1e-2, 1e-3, 2, len(train))
-        utils.fit(model, train, loader(images, train=False), optimizer, scheduler,
+        scheduler = make_scheduler(optimizer, 1e-2, 1e-3, 2, len(train))
+        fit(model, train, loader(images, train=False), optimizer, scheduler,
                   torch.nn.CrossEntropyLoss(), CPU, epochs=2, seed=1, log=lambda *_: None)
         return model[1].weight.detach().clone()
     # fit's per-epoch seed, not the loader's own, sets the batches: same weights

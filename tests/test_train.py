@@ -11,7 +11,14 @@ import pytest
 import torch
 
 import train
-import utils
+from s10 import cifar, engine
+from s10.checkpoints import load_checkpoint
+from s10.cifar import load_cifar10
+from s10.config import Config, DataError, DivergedError
+from s10.data import make_loaders
+from s10.device import seed_everything
+from s10.engine import make_optimizer, train_one_epoch
+from s10.lr import make_scheduler
 from models.resnet import ResNet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,14 +38,14 @@ def comparable(metrics):
 
 
 def test_a_few_training_steps_reduce_the_loss(tiny_data):
-    cfg = utils.Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
-    utils.seed_everything(0)
-    data = utils.load_cifar10(tiny_data, download=False)
-    train_loader, _, _, _ = utils.make_loaders(data, cfg, torch.device("cpu"))
+    cfg = Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
+    seed_everything(0)
+    data = load_cifar10(tiny_data, download=False)
+    train_loader, _, _, _ = make_loaders(data, cfg, torch.device("cpu"))
     model, criterion = ResNet(), torch.nn.CrossEntropyLoss()
-    optimizer = utils.make_optimizer(model, cfg)
-    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 3, len(train_loader))
-    results = [utils.train_one_epoch(model, train_loader, optimizer, scheduler, criterion,
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 3, len(train_loader))
+    results = [train_one_epoch(model, train_loader, optimizer, scheduler, criterion,
                                      torch.device("cpu"), epoch) for epoch in range(3)]
     assert [len(r["lrs"]) for r in results] == [len(train_loader)] * 3 == [4] * 3
     assert results[-1]["train_loss"] < 0.5 * results[0]["train_loss"]
@@ -144,25 +151,25 @@ def test_bad_settings_get_one_clear_message(tiny_data, tmp_path, capsys, flags, 
 
 
 def test_missing_data_offline_exits_with_a_message(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(utils, "download_cifar10", lambda root: (_ for _ in ()).throw(
-        utils.DataError(f"CIFAR-10 is not in {root} and could not be downloaded")))
+    monkeypatch.setattr(cifar, "download_cifar10", lambda root: (_ for _ in ()).throw(
+        DataError(f"CIFAR-10 is not in {root} and could not be downloaded")))
     assert train.main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
     assert "could not be downloaded" in capsys.readouterr().err
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
-    real_train = utils.train_one_epoch
+    real_train = train_one_epoch
 
     def diverge_in_epoch_2(model, loader, optimizer, scheduler, criterion, device, epoch, *rest):
         if epoch == 1:
-            raise utils.DivergedError(f"the training loss became nan at epoch {epoch + 1}, step 3")
+            raise DivergedError(f"the training loss became nan at epoch {epoch + 1}, step 3")
         return real_train(model, loader, optimizer, scheduler, criterion, device, epoch, *rest)
 
-    monkeypatch.setattr(utils, "train_one_epoch", diverge_in_epoch_2)
+    monkeypatch.setattr(engine, "train_one_epoch", diverge_in_epoch_2)
     out = tmp_path / "run"
     assert train.main(["--data-dir", str(tiny_data), "--epochs", "3", *TINY, "--out", str(out)]) == 2
     assert "loss became nan at epoch 2, step 3" in capsys.readouterr().err
-    assert len(utils.load_checkpoint(out / "checkpoint.pt")["history"]["epochs"]) == 1
+    assert len(load_checkpoint(out / "checkpoint.pt")["history"]["epochs"]) == 1
 
 
 def test_a_real_nan_loss_is_caught(tiny_data, tmp_path, capsys):
