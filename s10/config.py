@@ -1,7 +1,7 @@
-"""The run's settings: the Config dataclass (each field a train.py flag), the checks that refuse
-settings which cannot work, and the errors a user can fix."""
+"""The run's settings: the Config dataclass (each field a train.py flag, its help text beside
+it), the checks that refuse settings which cannot work, and the errors a user can fix."""
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 
 class S10Error(Exception):
@@ -23,35 +23,45 @@ class DivergedError(S10Error):
 LOADERS = ("auto", "albumentations", "device")
 
 
+def setting(default, help, shown=None):
+    """A Config field with its help text for train.py's --help; `shown`: how the default reads
+    there, where the value itself does not (5/24, not 0.20833333333333334)."""
+    return field(default=default, metadata={"help": help, "shown": shown})
+
+
 @dataclass
 class Config:
-    """Every setting of a run. `train.py`'s flags come from these fields."""
-    data_dir: str = ""            # "" -> $S10_DATA, else ./data
-    epochs: int = 24
-    batch_size: int = 512
-    lr_max: float | None = None   # give both LRs to skip the LR finder
-    lr_min: float | None = None
-    lr_max_factor: float = 1.0    # finder: LR_max = this x the LR at the sweep's lowest loss
-                                  # (1 beat 0.1 on a validation split; see the README)
-    pct_start: float = 5 / 24     # One Cycle peaks at the end of epoch 5 of 24
-    dropout: float = 0.05         # small: every conv has one, and cutout already regularises
-    weight_decay: float = 0.0     # plain Adam, as the assignment asks
-    cutout_p: float = 1.0         # chance of the 8x8 hole in each image (1: in every image)
-    channels_last: bool = True    # NHWC layout: faster convolutions (measured by bench.py)
-    amp: bool = True              # mixed precision: bf16 (CUDA from Ampere, CPUs with bf16
-                                  # instructions), fp16 + grad scaler (older GPUs), else fp32
-    loader: str = "auto"          # albumentations | device (whole dataset on the device) | auto
-    tta: bool = False             # also report test accuracy with horizontal-flip TTA
-    compile: bool = False         # torch.compile the model (CUDA only)
-    subset: int | None = None     # train on the first N training images (quick runs)
-    val_split: int = 0            # N > 0: hold out the last N training images and evaluate on
-                                  # them instead of the test set (to choose settings honestly)
-    finder_start_lr: float = 1e-7
-    finder_end_lr: float = 10.0
-    finder_steps: int = 100
-    seed: int = 1
-    device: str = "auto"          # auto: CUDA, else MPS, else CPU
-    workers: int | None = None    # None: suited to the device (see default_workers)
+    """Every setting of a run. `train.py`'s flags come from these fields, their help from the texts."""
+    data_dir: str = setting("", "folder that holds cifar-10-batches-py/", shown="$S10_DATA, else ./data")
+    epochs: int = setting(24, "training epochs")
+    batch_size: int = setting(512, "images per batch")
+    lr_max: float | None = setting(None, "One Cycle's peak LR; give both LRs to skip the LR finder",
+                                   shown="the LR finder's pick")
+    lr_min: float | None = setting(None, "One Cycle's first and last LR", shown="the LR finder's pick")
+    lr_max_factor: float = setting(1.0, "the finder's LR_max: this x the LR at the sweep's lowest loss, "
+                                        "in (0, 1]; 1 beat 0.1 on a validation split (README)")
+    pct_start: float = setting(5 / 24, "share of the steps over which the LR rises: One Cycle peaks "
+                                       "at the end of epoch 5 of 24", shown="5/24")
+    dropout: float = setting(0.05, "dropout after every conv; small, as cutout already regularises")
+    weight_decay: float = setting(0.0, "Adam's weight decay (L2); 0 is plain Adam, as the assignment asks")
+    cutout_p: float = setting(1.0, "chance of the 8x8 hole in each training image; 1 cuts one in every image")
+    channels_last: bool = setting(True, "NHWC layout: faster convolutions (measured by bench.py)")
+    amp: bool = setting(True, "mixed precision: bf16 (CUDA from Ampere, CPUs with bf16 instructions), "
+                              "fp16 + grad scaler (older GPUs), else fp32")
+    loader: str = setting("auto", "albumentations | device (the whole dataset on the device, "
+                                  "augmented a batch at a time) | auto (device on CUDA)")
+    tta: bool = setting(False, "also report accuracy with horizontal-flip test-time augmentation")
+    compile: bool = setting(False, "torch.compile the model (CUDA only)")
+    subset: int | None = setting(None, "train on the first N training images (quick runs)", shown="all")
+    val_split: int = setting(0, "N > 0: hold out the last N training images and evaluate on them "
+                                "instead of the test set (to choose settings honestly)")
+    finder_start_lr: float = setting(1e-7, "the LR finder's first LR")
+    finder_end_lr: float = setting(10.0, "the LR finder's last LR")
+    finder_steps: int = setting(100, "steps of the LR finder's exponential sweep")
+    seed: int = setting(1, "seeds Python, numpy and torch; each epoch reseeds from (seed, epoch)")
+    device: str = setting("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
+    workers: int | None = setting(None, "DataLoader worker processes",
+                                  shown="none on CPU, up to 4 on a GPU")
 
     def to_dict(self):
         return asdict(self)
@@ -64,8 +74,10 @@ class Config:
 
 
 def config_fields():
-    """(name, type, default) of every Config field, for building CLI flags."""
-    return [(f.name, f.type, f.default) for f in fields(Config)]
+    """(name, type, default, help) of every Config field, for building CLI flags; the help ends
+    with the default as a reader would write it."""
+    return [(f.name, f.type, f.default,
+             f"{f.metadata['help']} (default: {f.metadata['shown'] or f.default})") for f in fields(Config)]
 
 
 def eval_kind(cfg):

@@ -1,10 +1,12 @@
 """Training steps, train.py end to end, resume after a kill, bad settings, reproducibility."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,13 @@ def test_a_real_nan_loss_is_caught(tiny_data, tmp_path, capsys):
                        "--lr-max", "1e12", "--lr-min", "1e11", "--out", str(tmp_path / "run")])
     assert code == 2
     assert "the training loss became" in capsys.readouterr().err
+
+
+def test_help_gives_every_flag_its_config_fields_text(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at the terminal's width: one line a flag
+    text = train.build_parser().format_help()
+    for field in fields(Config):
+        flag = f"--{field.name.replace('_', '-')}"
+        # the flag, its metavar, then (on the same line or the next) the field's own text
+        assert re.search(rf"^  {flag}\b[^\n]*\s+{re.escape(field.metadata['help'])} \(default: ", text, re.M), flag
+    assert "--pct-start PCT_START" in text and "(default: 5/24)" in text and "0.2083" not in text
