@@ -49,6 +49,7 @@ def resolve_run(args):
     given = {k: v for k, v in vars(args).items() if k not in ("out", "resume")}
     if args.resume is None:
         out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        utils.check_run_folder(out)  # now, not after the data loading and the LR sweep
         if (out / utils.CHECKPOINT).exists():
             raise utils.ConfigError(f"{out} already holds a run: continue it with --resume {out}, "
                                     "or choose another --out")

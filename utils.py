@@ -11,7 +11,7 @@ from pathlib import Path
 from s10.augment import test_transforms, train_transforms
 from s10.checkpoints import CHECKPOINT, load_checkpoint, write_json
 from s10.cifar import CLASSES, load_cifar10
-from s10.config import (Config, ConfigError, DataError, DivergedError, S10Error, config_fields,
+from s10.config import (Config, ConfigError, DataError, DivergedError, S10Error, SaveError, config_fields,
                         eval_kind, evaluation_name, validate_config)
 from s10.data import CIFAR10Dataset, make_loaders, resolve_loader, split_data
 from s10.device import (autocast_dtype, device_name, get_device, make_grad_scaler, precision_dtype,
@@ -21,14 +21,14 @@ from s10.engine import (build_model, confusion_matrix, evaluate, make_optimizer,
 from s10.lr import choose_lrs, make_scheduler
 from s10.plots import (augmented_samples, plot_confusion_matrix, plot_history, plot_lr_finder, plot_lr_schedule,
                        plot_misclassified, plot_samples)
-from s10.runs import (config_conflicts, find_checkpoint, git_commit, run_record,
+from s10.runs import (check_run_folder, config_conflicts, find_checkpoint, git_commit, run_record,
                       train_with_checkpoints)
 
 __all__ = [
     "test_transforms", "train_transforms",
     "CHECKPOINT", "load_checkpoint", "write_json",
     "CLASSES", "load_cifar10",
-    "Config", "ConfigError", "DataError", "DivergedError", "S10Error", "config_fields",
+    "Config", "ConfigError", "DataError", "DivergedError", "S10Error", "SaveError", "config_fields",
     "eval_kind", "evaluation_name", "validate_config",
     "CIFAR10Dataset", "make_loaders", "resolve_loader", "split_data",
     "autocast_dtype", "device_name", "get_device", "make_grad_scaler", "precision_dtype", "precision_name",
@@ -38,7 +38,7 @@ __all__ = [
     "choose_lrs", "make_scheduler",
     "augmented_samples", "plot_confusion_matrix", "plot_history", "plot_lr_finder", "plot_lr_schedule",
     "plot_misclassified", "plot_samples",
-    "config_conflicts", "find_checkpoint", "git_commit", "run_record",
+    "check_run_folder", "config_conflicts", "find_checkpoint", "git_commit", "run_record",
     "train_with_checkpoints",
     # the notebook's helpers, below
     "notebook_config", "notebook_dirs", "format_config", "saved", "format_per_class", "format_results",

@@ -20,6 +20,10 @@ class DivergedError(S10Error):
     """The training loss became NaN or infinite."""
 
 
+class SaveError(S10Error):
+    """A checkpoint or a record could not be written (a full disk, a folder gone)."""
+
+
 LOADERS = ("auto", "albumentations", "device")
 
 

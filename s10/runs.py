@@ -18,6 +18,16 @@ from s10.lr import make_scheduler
 RUNTIME_SETTINGS = {"device", "workers", "data_dir", "amp", "loader", "compile", "tta", "channels_last"}
 
 
+def check_run_folder(run_dir):
+    """Raise ConfigError if `run_dir` cannot become a folder: it, or a folder above it, is a file."""
+    for place in (Path(run_dir), *Path(run_dir).parents):
+        if place.exists():
+            if not place.is_dir():
+                raise ConfigError(f"{run_dir} cannot be a run folder: {place} is a file. "
+                                  "Choose another run folder (--out)")
+            return
+
+
 def config_conflicts(saved, cfg):
     """Settings of `cfg` that differ from a saved run's config (runtime settings may differ)."""
     # a setting the saved run predates is compared with its default: the run ran with that
@@ -86,6 +96,7 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
     Returns the metrics dict, also written to run_dir/metrics.json.
     """
     run_dir = Path(run_dir)
+    check_run_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     scheduler = make_scheduler(optimizer, record["lr_max"], record["lr_min"], cfg.epochs,
                                len(train_loader), cfg.pct_start)
