@@ -69,18 +69,23 @@ def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo"):
     return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))
 
 
+def cpu_autocast_dtype():
+    """The CPU's mixed-precision dtype: bf16 where the CPU has bf16 instructions (bench.py's bare
+    step ran 1.75x faster than fp32 on a 2-core AVX512-BF16 machine), else None (fp32): without
+    them bf16 is emulated, which is not expected to pay (not measured here)."""
+    return torch.bfloat16 if cpu_has_native_bf16() else None
+
+
 def autocast_dtype(cfg, device):
     """The mixed-precision dtype for this device, or None for fp32.
 
     CUDA: bf16 where the GPU supports it (no loss scaling needed), else fp16 with a grad scaler.
-    CPU: bf16 where the CPU has bf16 instructions (bench.py's bare step ran 1.75x faster than
-    fp32 on a 2-core AVX512-BF16 machine), else fp32: without them bf16 is emulated, which is
-    not expected to pay (not measured here). MPS: fp32.
+    CPU: see cpu_autocast_dtype. MPS: fp32.
     """
     if not cfg.amp:
         return None
     if device.type == "cpu":
-        return torch.bfloat16 if cpu_has_native_bf16() else None
+        return cpu_autocast_dtype()
     if device.type != "cuda":
         return None
     # is_bf16_supported() also says yes to emulated bf16 (T4, V100): ask for Ampere or newer
@@ -102,9 +107,9 @@ def autocast(device, dtype):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
-def make_grad_scaler(dtype):
-    """A GradScaler that is active only for fp16 (bf16 and fp32 need no loss scaling)."""
-    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+def make_grad_scaler(dtype, device):
+    """A GradScaler for `device`, active only for fp16 (bf16 and fp32 need no loss scaling)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
 
 def maybe_compile(model, cfg, device, log=print):

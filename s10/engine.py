@@ -56,7 +56,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoc
 
     `amp_dtype` (bf16/fp16) runs the forward pass under autocast; `scaler` scales fp16 losses.
     """
-    scaler = scaler or make_grad_scaler(None)
+    scaler = scaler or make_grad_scaler(None, device)
     model.train()
     meter, lrs = Meter(), []
     # a text bar on stdout, not tqdm.auto's widget: it reads like the assignment's log and

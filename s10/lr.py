@@ -45,7 +45,7 @@ def lr_range_test(model, optimizer, criterion, loader, device, start_lr=1e-7, en
     """
     amp = {} if amp_dtype is None else {
         "amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": amp_dtype},
-        "grad_scaler": make_grad_scaler(amp_dtype)}
+        "grad_scaler": make_grad_scaler(amp_dtype, device)}
     finder = LRFinder(model, optimizer, criterion, device=device, **amp)
     # the finder takes no progress bar: its module's tqdm becomes a text bar like ours (see
     # engine.train_one_epoch) for the sweep

@@ -101,7 +101,7 @@ def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_load
     scheduler = make_scheduler(optimizer, record["lr_max"], record["lr_min"], cfg.epochs,
                                len(train_loader), cfg.pct_start)
     amp_dtype = autocast_dtype(cfg, device)
-    scaler = make_grad_scaler(amp_dtype)
+    scaler = make_grad_scaler(amp_dtype, device)
     history, seconds_before = None, 0.0
     if checkpoint is not None:
         restore_training_state(checkpoint, model, optimizer, scheduler, scaler)

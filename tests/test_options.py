@@ -84,7 +84,7 @@ def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch, native, dt
 def test_cpu_uses_the_albumentations_loader_and_no_grad_scaler():
     cfg = Config()
     assert resolve_loader(cfg, CPU) == "albumentations"
-    assert not make_grad_scaler(None).is_enabled()
+    assert not make_grad_scaler(None, CPU).is_enabled()
     assert resolve_loader(Config(loader="device"), CPU) == "device"
     assert maybe_compile(model := Linear(), Config(compile=True), CPU, log=lambda m: None) is model
 
