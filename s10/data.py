@@ -72,8 +72,11 @@ def make_loaders(data, cfg, device):
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     # no persistent workers: reseed_loader's per-epoch seed must reach fresh workers each epoch
     common = {"batch_size": cfg.batch_size, "num_workers": workers, "pin_memory": device.type == "cuda"}
+    augment = train_transforms(mean, std, cfg.cutout_p)
+    # seeded as the device loader is: a pass before fit's first reseed (the LR sweep) repeats too
+    augment.set_random_seed(cfg.seed)
     train_loader = DataLoader(
-        CIFAR10Dataset(train_x, train_y, train_transforms(mean, std, cfg.cutout_p)), shuffle=True,
+        CIFAR10Dataset(train_x, train_y, augment), shuffle=True,
         generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_seed_worker_transform,
         **common)
     test_loader = DataLoader(
