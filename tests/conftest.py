@@ -11,9 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from torch import nn
 
+import utils
+from s10.lr import make_scheduler
+
 ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # one clearly different colour per class, so a few steps of training can learn them
@@ -111,3 +116,36 @@ def kill_in_epoch_2(*args, log, prelude=None, timeout=120):
 def comparable(metrics):
     """Per-epoch results without the wall-clock times."""
     return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in metrics["epochs"]]
+
+
+# train.py on the CPU in float32, where runs repeat to the last bit on any machine (bf16 and GPU
+# kernels need not): 150 training images (3 steps of 50 an epoch), the last 50 held out
+RECORDED_RUN = ["--epochs", 3, "--batch-size", 50, "--finder-steps", 12, "--val-split", 50, "--tta", "--no-amp"]
+
+
+@pytest.fixture(scope="session")
+def recorded_run(tiny_data, tmp_path_factory):
+    """(run folder, finished process) of one train.py run with RECORDED_RUN, LR finder included,
+    shared by the tests that read a finished run. Read-only: copy it to change it."""
+    out = tmp_path_factory.mktemp("recorded") / "run"
+    process = run_cli("--data-dir", tiny_data, *RECORDED_RUN, "--out", out)
+    assert process.returncode == 0, process.stderr
+    return out, process
+
+
+@pytest.fixture
+def small_model(monkeypatch):
+    """train.py builds TinyNet instead of the ResNet: for tests of the machinery around the model."""
+    monkeypatch.setattr(utils, "build_model", lambda cfg, device: TinyNet(cfg.dropout).to(device))
+
+
+def scheduled_lrs(lr_max, lr_min, epochs, steps_per_epoch):
+    """The LR of every step of lr.make_scheduler's One Cycle, stepped as training steps it."""
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr_min)
+    scheduler = make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch)
+    lrs = []
+    for _ in range(epochs * steps_per_epoch):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs

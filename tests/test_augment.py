@@ -41,19 +41,6 @@ def test_one_8x8_hole_filled_with_the_mean(seed):
     assert rows.max() - rows.min() == 7 and cols.max() - cols.min() == 7
 
 
-def has_hole(transform, seed):
-    transform.set_random_seed(seed)
-    pixels = to_pixels(transform(image=black_and_white_image(seed))["image"])
-    return np.all(np.abs(pixels - MEAN_PIXEL) < 1e-3, axis=-1).sum() == 64
-
-
-@pytest.mark.parametrize("cutout_p, low, high", [(0.0, 0, 0), (0.5, 70, 130), (1.0, 200, 200)])
-def test_cutout_p_is_the_chance_of_the_hole(cutout_p, low, high):
-    transform = train_transforms(MEAN, STD, cutout_p=cutout_p)
-    holes = sum(has_hole(transform, seed) for seed in range(200))
-    assert low <= holes <= high  # p = 0.5: 100 +- 4 standard deviations (7.1)
-
-
 def test_crop_is_a_shift_of_the_reflect_padded_image():
     image = black_and_white_image(42)
     padded = np.pad(image, ((4, 4), (4, 4), (0, 0)), mode="reflect")  # == cv2 BORDER_REFLECT_101

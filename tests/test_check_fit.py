@@ -5,19 +5,15 @@ import numpy as np
 import torch
 
 import check_fit
-import train
 import utils
 from s10.checkpoints import CHECKPOINT
 from s10.cifar import load_cifar10
 from s10.config import Config
 from s10.engine import build_model
-from tests.test_train import TINY
 
 
-def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_path, capsys, monkeypatch):
-    out = tmp_path / "run"
-    assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--val-split", "50", *TINY,
-                       "--out", str(out)]) == 0
+def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(recorded_run, tiny_data, capsys, monkeypatch):
+    out, _ = recorded_run
     fit = check_fit.training_fit(out, tiny_data, "cpu")
     metrics = json.loads((out / "metrics.json").read_text())
     assert fit["held_out"] == metrics["epochs"][-1] and fit["eval_name"] == "Validation set"
@@ -38,8 +34,8 @@ def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_
     assert abs(fit["train"]["test_loss"] - torch.nn.functional.cross_entropy(logits, targets).item()) < 1e-4
 
     # a bf16 run is checked in bf16, like its own evaluations
-    checkpoint = torch.load(out / CHECKPOINT, weights_only=True)
-    torch.save({**checkpoint, "precision": "bfloat16"}, out / CHECKPOINT)
+    real_load = utils.load_checkpoint
+    monkeypatch.setattr(utils, "load_checkpoint", lambda path: {**real_load(path), "precision": "bfloat16"})
     seen = []
     monkeypatch.setattr(utils, "evaluate", lambda *a, amp_dtype=None, **k: seen.append(amp_dtype) or fit["train"])
     check_fit.training_fit(out, tiny_data, "cpu")

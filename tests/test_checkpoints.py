@@ -32,7 +32,7 @@ def fills_the_disk_on_call(number, error, monkeypatch):
 
 
 def test_a_disk_that_fills_up_during_a_checkpoint_ends_in_one_error_line(tiny_data, tmp_path, monkeypatch,
-                                                                           capsys):
+                                                                           capsys, small_model):
     fills_the_disk_on_call(2, TORCH_FULL_DISK, monkeypatch)  # epoch 2's checkpoint
     out = tmp_path / "run"
     assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--batch-size", "50", "--no-amp",

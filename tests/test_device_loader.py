@@ -16,7 +16,7 @@ from s10.lr import make_scheduler
 from s10.device_loader import DeviceLoader
 
 COUNT, BATCH = 400, 64  # 400 = 6 full batches of 64 and one of 16
-CPU = torch.device("cpu")  # utils' loops take a torch.device, as train.py passes them
+CPU = torch.device("cpu")  # the engine's loops take a torch.device, as train.py passes them
 # the chi-square statistic a uniform draw exceeds once in 1,000 seeds: 8 and 24 degrees of freedom
 CHI2_CRITICAL = {9: 26.12, 25: 51.18}
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
@@ -147,15 +147,6 @@ def test_hole_placed_uniformly_inside_the_image(draws, pipeline):
         assert chi_square_uniform(corner, 25) < CHI2_CRITICAL[25]
 
 
-@pytest.mark.parametrize("cutout_p, low, high", [(0.0, 0, 0), (0.5, 160, 240), (1.0, 400, 400)])
-def test_cutout_p_is_the_chance_of_the_hole(images, cutout_p, low, high):
-    pixels = to_pixels(epoch(loader(images, seed=0, cutout_p=cutout_p))[0])
-    # make_images has no pixel of the fill colour: a hole is exactly the pixels that have it
-    holes = np.all(pixels == FILL[None, :, None, None], axis=1).sum(axis=(1, 2))
-    assert set(holes) <= {0, 64}
-    assert low <= (holes == 64).sum() <= high  # p = 0.5: 200 +- 4 standard deviations (10)
-
-
 def test_output_statistics_match_albumentations(images):
     transform = train_transforms(MEAN, STD)
     transform.set_random_seed(1)
@@ -212,7 +203,7 @@ def test_channels_last_changes_layout_not_values(images):
     assert torch.equal(plain, nhwc) and nhwc.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_utils_loops_use_it_unchanged(images):
+def test_the_engines_loops_use_it_unchanged(images):
     model = tiny_model()
     train, test = loader(images), loader(images, train=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -1,10 +1,69 @@
-"""Mixed precision: which dtype each device gets, bf16 and fp16 steps on the CPU, and a T4's path
-(fp16 with a grad scaler, the device loader) through a run killed and resumed."""
+"""Training and evaluating in reduced precision on the CPU: bf16 steps, a skipped fp16 step, and a
+T4's path (fp16 with a grad scaler, the device loader) through a run killed and resumed."""
 import json
+import warnings
 
+import pytest
 import torch
+from torch import nn
 
-from tests.conftest import comparable, kill_in_epoch_2, run_cli
+from s10.cifar import load_cifar10
+from s10.config import Config
+from s10.data import make_loaders
+from s10.engine import build_model, evaluate, make_optimizer, predict, train_one_epoch
+from s10.lr import make_scheduler
+from tests.conftest import CPU, TinyNet, comparable, kill_in_epoch_2, run_cli, scheduled_lrs
+
+
+def tiny_training(tiny_data, model, epochs=1):
+    """(train_loader, test_loader, optimizer, scheduler) for `model` on the tiny data, LRs 5e-3 / 5e-5."""
+    cfg = Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
+    train_loader, test_loader, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, CPU)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, epochs, len(train_loader))
+    return train_loader, test_loader, optimizer, scheduler
+
+
+def test_a_training_epoch_under_bf16_autocast_keeps_the_weights_fp32(tiny_data):
+    model = TinyNet()
+    train_loader, _, optimizer, scheduler = tiny_training(tiny_data, model)
+    seen = set()
+    model.register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+    result = train_one_epoch(model, train_loader, optimizer, scheduler, nn.CrossEntropyLoss(), CPU,
+                             amp_dtype=torch.bfloat16)
+    assert seen == {torch.bfloat16} and len(result["lrs"]) == 4
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32
+
+
+def test_predictions_agree_with_the_reported_accuracy_under_bf16(tiny_data):
+    model = build_model(Config(), CPU)  # the ResNet: bf16 rounding could set the two apart
+    _, test_loader, _, _ = tiny_training(tiny_data, model)
+    result = evaluate(model, test_loader, nn.CrossEntropyLoss(), CPU, amp_dtype=torch.bfloat16)
+    preds, targets = predict(model, test_loader, CPU, amp_dtype=torch.bfloat16)
+    assert int((preds == targets).sum()) == result["correct"] and len(preds) == result["total"]
+
+
+class SkipsEveryStep:
+    """A GradScaler as fp16 behaves after an overflow: the optimizer step is skipped."""
+
+    def scale(self, loss):
+        return loss
+
+    def step(self, optimizer):
+        pass
+
+    def update(self):
+        pass
+
+
+def test_a_skipped_fp16_step_keeps_the_schedule_moving_without_a_warning(tiny_data):
+    model = TinyNet()
+    train_loader, _, optimizer, scheduler = tiny_training(tiny_data, model, epochs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = train_one_epoch(model, train_loader, optimizer, scheduler, nn.CrossEntropyLoss(),
+                                 CPU, scaler=SkipsEveryStep())
+    assert result["lrs"] == pytest.approx(scheduled_lrs(5e-3, 5e-5, 2, len(train_loader))[:len(train_loader)])
 
 # A T4's recipe on the CPU: fp16 autocast with a grad scaler (the precision autocast_dtype gives a
 # GPU older than Ampere). The ResNet's fp16 convolution backward takes about a minute a step on a
