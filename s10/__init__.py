@@ -12,6 +12,6 @@
     runs           a run: its record, training with a checkpoint every epoch, resuming
     plots          the figures (matplotlib); they draw data, they train nothing
 
-Each module imports only the ones above it in this list (plots: config, augment, cifar).
-`utils.py` re-exports what the notebook calls.
+Each module imports only modules above it in this list. `utils.py` re-exports what the notebook,
+train.py, check_fit.py and bench.py call.
 """

@@ -1,8 +1,8 @@
 """A CIFAR-10 loader that keeps the whole split on the training device and augments whole batches.
 
 `data.make_loaders` otherwise augments one image at a time on the CPU (albumentations, in
-DataLoader workers), then copies every batch to the device. On a GPU that CPU work, not the model, sets
-the pace. `DeviceLoader` copies the uint8 images to the device once (50,000 images are 150 MB)
+DataLoader workers), then copies every batch to the device. On a GPU that CPU work, not the
+model, sets the pace. `DeviceLoader` copies the uint8 images to the device once (50,000 images are 150 MB)
 and makes each batch with a few tensor ops over the whole batch: no per-image CPU work, no
 worker processes, no host-to-device copy per step. The idea is KellerJordan/cifar10-airbench's
 loader; the augmentation is ours, `augment.train_transforms` in distribution, with the same
