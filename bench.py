@@ -66,7 +66,8 @@ def bare_step(cfg, device, batches):
     memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
     images = torch.randn(cfg.batch_size, 3, 32, 32, device=device).to(memory_format=memory)
     targets = torch.randint(0, 10, (cfg.batch_size,), device=device)
-    dtype, scaler = utils.autocast_dtype(cfg, device), utils.make_grad_scaler(utils.autocast_dtype(cfg, device))
+    dtype = utils.autocast_dtype(cfg, device)
+    scaler = utils.make_grad_scaler(dtype, device)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
@@ -109,7 +110,7 @@ def full_loop(cfg, loader, device, batches):
     """Images/s of utils.train_one_epoch over `batches` batches of `loader`."""
     model, optimizer, scheduler, criterion = training_setup(cfg, device, batches * 2 + 2)
     dtype = utils.autocast_dtype(cfg, device)
-    scaler = utils.make_grad_scaler(dtype)
+    scaler = utils.make_grad_scaler(dtype, device)
     def run(count):
         return lambda: utils.train_one_epoch(model, Take(loader, count), optimizer, scheduler, criterion,
                                              device, amp_dtype=dtype, scaler=scaler)

@@ -30,15 +30,16 @@ def _flag_type(annotation, default):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for name, annotation, default in utils.config_fields():
+    for name, annotation, default, help in utils.config_fields():
         flag = "--" + name.replace("_", "-")
+        help = help.replace("%", "%%")  # argparse formats help with %
         # SUPPRESS: only flags given on the command line appear, so --resume can spot conflicts
         if annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=f"default: {default}")
+                                default=argparse.SUPPRESS, help=help)
         else:
             parser.add_argument(flag, dest=name, type=_flag_type(annotation, default),
-                                default=argparse.SUPPRESS, help=f"default: {default}")
+                                default=argparse.SUPPRESS, help=help)
     parser.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the run in DIR from its last checkpoint, with its saved config")
@@ -72,6 +73,7 @@ def resolve_run(args):
     given = given_settings(args)
     if args.resume is None:
         out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        utils.check_run_folder(out)  # now, not after the data loading and the LR sweep
         if (out / utils.CHECKPOINT).exists():
             raise utils.ConfigError(f"{out} already holds a run: continue it with --resume {out}, "
                                     "or choose another --out")
@@ -92,7 +94,8 @@ def resolve_seed_runs(args):
                                 "(with --out): drop --resume")
     given = given_settings(args)
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    first = given.pop("seed", utils.Config.seed)
+    utils.check_run_folder(out)  # now, not after the first seed's data loading
+    first = given.pop("seed", utils.Config().seed)
     runs = []
     for seed, run_dir in zip(range(first, first + args.seeds), seeds.seed_dirs(out, first, args.seeds)):
         if (run_dir / utils.CHECKPOINT).exists():
@@ -110,16 +113,16 @@ def save_plots(out, cfg, metrics, model, data, loaders, mean, std, device):
     train_loader, test_loader = loaders
     preds, targets = utils.predict(model, test_loader, device, utils.autocast_dtype(cfg, device))
     eval_images = utils.split_data(data, cfg)[2]  # what test_loader holds, in its order
-    eval_name = utils.evaluation_name(cfg).lower()
+    kind = utils.eval_kind(cfg)  # "test" or "validation"
     wrong = (preds != targets).nonzero()[0][:32]
     samples = utils.augmented_samples(data["train_x"], mean, std, cutout_p=cfg.cutout_p)
     figures = {
         "augmented_samples.png": utils.plot_samples(samples, data["train_y"][:len(samples)]),
-        "history.png": utils.plot_history(metrics["epochs"], eval_name.split()[0]),
+        "history.png": utils.plot_history(metrics["epochs"], kind),
         "lr_schedule.png": utils.plot_lr_schedule(metrics["lrs"], len(train_loader)),
         "misclassified.png": utils.plot_misclassified(eval_images[wrong], targets[wrong], preds[wrong]),
         "confusion_matrix.png": utils.plot_confusion_matrix(utils.confusion_matrix(preds, targets),
-                                                            eval_name=eval_name),
+                                                            eval_name=f"{kind} set"),
     }
     finder = metrics["lr_finder"]
     if finder is not None:
@@ -151,7 +154,7 @@ def run(cfg, out, checkpoint=None, log=print):
                                            test_loader, device, record, checkpoint, log)
     save_plots(out, cfg, metrics, model, data, (train_loader, test_loader), mean, std, device)
     last = metrics["epochs"][-1]
-    log(f"done: {utils.evaluation_name(cfg).split()[0].lower()} accuracy {last['test_acc']:.2f}% after {last['epoch']} epochs; "
+    log(f"done: {utils.eval_kind(cfg)} accuracy {last['test_acc']:.2f}% after {last['epoch']} epochs; "
         f"{metrics['seconds']:.0f} s; metrics in {out / 'metrics.json'}")
     return metrics
 

@@ -97,11 +97,11 @@ def choose(results):
 
 
 def set_config_defaults(path, setting):
-    """Write the setting into Config's defaults in `path` (this copy of utils.py), so that the
-    notebook, which runs Config(), trains it."""
+    """Write the setting into Config's defaults in `path` (this copy of s10/config.py), so that
+    the notebook, which runs Config(), trains it."""
     text = Path(path).read_text()
     for name, value in zip(("weight_decay", "dropout", "label_smoothing"), GRID[setting]):
-        text, count = re.subn(rf"^(    {name}: float = )[0-9.e-]+", rf"\g<1>{value!r}", text, flags=re.M)
+        text, count = re.subn(rf"^(    {name}: float = setting\()[0-9.e-]+", rf"\g<1>{value!r}", text, flags=re.M)
         if count != 1:
             raise RuntimeError(f"no single default for {name} in {path}")
     Path(path).write_text(text)
@@ -189,7 +189,7 @@ def run_follow_up(runs, pool, budget_end, data_dir):
 def run_tests(runs, pool, setting, data_dir, deadline):
     """Seeds 1-3 of `setting` on the test set: seed 1 by executing the notebook."""
     test = runs / "test"
-    set_config_defaults(ROOT / "utils.py", setting)
+    set_config_defaults(ROOT / "s10" / "config.py", setting)
     pool.start("test/seed1 (notebook)",
                [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--inplace",
                 "--ExecutePreprocessor.timeout=-1", "S10.ipynb"], test / "seed1.log",

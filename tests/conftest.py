@@ -1,11 +1,24 @@
-"""Fixtures: a small CIFAR-10 in the official python layout, made offline in a temporary folder."""
+"""Fixtures: a small CIFAR-10 in the official python layout, made offline in a temporary folder;
+helpers the test files share: a small stand-in model, train.py in a fresh interpreter (and killed
+mid-run), per-epoch results to compare."""
+import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
+
+import utils
+from s10.lr import make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # one clearly different colour per class, so a few steps of training can learn them
@@ -53,3 +66,86 @@ def tiny_data(tmp_path_factory):
 def tiny_copy(tmp_path):
     """A fresh tiny data folder a test may damage."""
     return write_cifar_folder(tmp_path / "data")
+
+
+class TinyNet(nn.Module):
+    """The ResNet's interface (3 x 32 x 32 in, 10 logits out; conv, BatchNorm, dropout) at a
+    fraction of its cost, for tests of the machinery around the model."""
+
+    def __init__(self, dropout=0.0):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                                    nn.Dropout(dropout), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def train_command(*args, prelude=None):
+    """The command that runs train.py with `args`; with `prelude` (Python code that may patch
+    modules first), `python -c` runs the prelude and then train.main."""
+    args = [*map(str, args), *(["--device", "cpu"] if "--device" not in args else [])]
+    if prelude is None:
+        return [sys.executable, "train.py", *args]
+    return [sys.executable, "-c", f"{prelude}\nimport sys, train\nsys.exit(train.main(sys.argv[1:]))", *args]
+
+
+def run_cli(*args, prelude=None, timeout=300):
+    """train.py with `args` in a fresh interpreter, on the CPU unless `args` name a device."""
+    return subprocess.run(train_command(*args, prelude=prelude), cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def kill_in_epoch_2(*args, log, prelude=None, timeout=120):
+    """Start train.py with `args` (which end with --out DIR) and SIGKILL it, without warning,
+    once epoch 1's checkpoint is written and epoch 2 has finished its second step."""
+    out = Path(args[-1])
+    with open(log, "w") as stdout:
+        process = subprocess.Popen(train_command(*args, prelude=prelude), cwd=ROOT, stdout=stdout,
+                                   stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.time() + timeout
+        while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+            time.sleep(0.02)
+        seen = len(Path(log).read_text())
+        while "Batch_id=1 " not in Path(log).read_text()[seen:] and time.time() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def comparable(metrics):
+    """Per-epoch results without the wall-clock times."""
+    return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in metrics["epochs"]]
+
+
+# train.py on the CPU in float32, where runs repeat to the last bit on any machine (bf16 and GPU
+# kernels need not): 150 training images (3 steps of 50 an epoch), the last 50 held out
+RECORDED_RUN = ["--epochs", 3, "--batch-size", 50, "--finder-steps", 12, "--val-split", 50, "--tta", "--no-amp"]
+
+
+@pytest.fixture(scope="session")
+def recorded_run(tiny_data, tmp_path_factory):
+    """(run folder, finished process) of one train.py run with RECORDED_RUN, LR finder included,
+    shared by the tests that read a finished run. Read-only: copy it to change it."""
+    out = tmp_path_factory.mktemp("recorded") / "run"
+    process = run_cli("--data-dir", tiny_data, *RECORDED_RUN, "--out", out)
+    assert process.returncode == 0, process.stderr
+    return out, process
+
+
+@pytest.fixture
+def small_model(monkeypatch):
+    """train.py builds TinyNet instead of the ResNet: for tests of the machinery around the model."""
+    monkeypatch.setattr(utils, "build_model", lambda cfg, device: TinyNet(cfg.dropout).to(device))
+
+
+def scheduled_lrs(lr_max, lr_min, epochs, steps_per_epoch):
+    """The LR of every step of lr.make_scheduler's One Cycle, stepped as training steps it."""
+    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr_min)
+    scheduler = make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch)
+    lrs = []
+    for _ in range(epochs * steps_per_epoch):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs

@@ -7,26 +7,26 @@ import torch
 
 import check_fit
 import check_precision
-import train
 import utils
-from tests.test_train import TINY
+from s10.checkpoints import CHECKPOINT
+from s10.cifar import load_cifar10
+from s10.config import Config
+from s10.engine import build_model
 
 
-def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_path, capsys, monkeypatch):
-    out = tmp_path / "run"
-    assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--val-split", "50", *TINY,
-                       "--out", str(out)]) == 0
+def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(recorded_run, tiny_data, capsys, monkeypatch):
+    out, _ = recorded_run
     fit = check_fit.training_fit(out, tiny_data, "cpu")
     metrics = json.loads((out / "metrics.json").read_text())
     assert fit["held_out"] == metrics["epochs"][-1] and fit["eval_name"] == "Validation set"
 
     # the same numbers by hand: the 150 images that trained (not the 50 held out), normalised
     # with the run's statistics, through the saved weights in eval mode
-    data = utils.load_cifar10(tiny_data, download=False)
+    data = load_cifar10(tiny_data, download=False)
     x, y = data["train_x"][:-50], data["train_y"][:-50]
     inputs = (x / 255.0 - np.array(metrics["mean"])) / np.array(metrics["std"])
-    model = utils.build_model(utils.Config(), torch.device("cpu"))
-    model.load_state_dict(torch.load(out / utils.CHECKPOINT, weights_only=True)["model"])
+    model = build_model(Config(), torch.device("cpu"))
+    model.load_state_dict(torch.load(out / CHECKPOINT, weights_only=True)["model"])
     model.eval()
     with torch.no_grad():
         logits = model(torch.tensor(inputs, dtype=torch.float32).permute(0, 3, 1, 2))
@@ -36,8 +36,8 @@ def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(tiny_data, tmp_
     assert abs(fit["train"]["test_loss"] - torch.nn.functional.cross_entropy(logits, targets).item()) < 1e-4
 
     # a bf16 run is checked in bf16, like its own evaluations
-    checkpoint = torch.load(out / utils.CHECKPOINT, weights_only=True)
-    torch.save({**checkpoint, "precision": "bfloat16"}, out / utils.CHECKPOINT)
+    real_load = utils.load_checkpoint
+    monkeypatch.setattr(utils, "load_checkpoint", lambda path: {**real_load(path), "precision": "bfloat16"})
     seen = []
     monkeypatch.setattr(utils, "evaluate", lambda *a, amp_dtype=None, **k: seen.append(amp_dtype) or fit["train"])
     check_fit.training_fit(out, tiny_data, "cpu")
@@ -54,19 +54,17 @@ def test_a_folder_without_a_run_is_one_clear_error(tmp_path, capsys):
     assert "error: no checkpoint at" in capsys.readouterr().err
 
 
-def test_check_precision_compares_float32_with_bf16_on_the_held_out_images(tiny_data, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--val-split", "50", *TINY,
-                       "--out", str(out)]) == 0
+def test_check_precision_compares_float32_with_bf16_on_the_held_out_images(recorded_run, tiny_data, capsys):
+    out, _ = recorded_run
     check = check_precision.precision_check(out, tiny_data, "cpu")
     assert list(check["results"]) == ["float32", "bfloat16"]
     # float32 by hand: the 50 held-out images through the saved weights, no autocast
     metrics = json.loads((out / "metrics.json").read_text())
-    data = utils.load_cifar10(tiny_data, download=False)
+    data = load_cifar10(tiny_data, download=False)
     x, y = data["train_x"][-50:], data["train_y"][-50:]
     inputs = (x / 255.0 - np.array(metrics["mean"])) / np.array(metrics["std"])
-    model = utils.build_model(utils.Config(), torch.device("cpu"))
-    model.load_state_dict(torch.load(out / utils.CHECKPOINT, weights_only=True)["model"])
+    model = build_model(Config(), torch.device("cpu"))
+    model.load_state_dict(torch.load(out / CHECKPOINT, weights_only=True)["model"])
     model.eval()
     with torch.no_grad():
         preds = model(torch.tensor(inputs, dtype=torch.float32).permute(0, 3, 1, 2)).argmax(1)

@@ -9,11 +9,14 @@ import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-import utils
-from device_loader import DeviceLoader
+from s10 import augment
+from s10.augment import train_transforms
+from s10.engine import evaluate, fit, predict, train_one_epoch
+from s10.lr import make_scheduler
+from s10.device_loader import DeviceLoader
 
 COUNT, BATCH = 400, 64  # 400 = 6 full batches of 64 and one of 16
-CPU = torch.device("cpu")  # utils' loops take a torch.device, as train.py passes them
+CPU = torch.device("cpu")  # the engine's loops take a torch.device, as train.py passes them
 # the chi-square statistic a uniform draw exceeds once in 1,000 seeds: 8 and 24 degrees of freedom
 CHI2_CRITICAL = {9: 26.12, 25: 51.18}
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
@@ -89,7 +92,7 @@ def recover_draws(pixels, originals, fill):
 @pytest.fixture(scope="module")
 def draws(images):
     """The recovered draws of each pipeline over the same images."""
-    transform = utils.train_transforms(MEAN, STD)
+    transform = train_transforms(MEAN, STD)
     transform.set_random_seed(0)
     reference = torch.stack([transform(image=image)["image"] for image in images])
     outputs, labels = epoch(loader(images, seed=0))
@@ -144,17 +147,8 @@ def test_hole_placed_uniformly_inside_the_image(draws, pipeline):
         assert chi_square_uniform(corner, 25) < CHI2_CRITICAL[25]
 
 
-@pytest.mark.parametrize("cutout_p, low, high", [(0.0, 0, 0), (0.5, 160, 240), (1.0, 400, 400)])
-def test_cutout_p_is_the_chance_of_the_hole(images, cutout_p, low, high):
-    pixels = to_pixels(epoch(loader(images, seed=0, cutout_p=cutout_p))[0])
-    # make_images has no pixel of the fill colour: a hole is exactly the pixels that have it
-    holes = np.all(pixels == FILL[None, :, None, None], axis=1).sum(axis=(1, 2))
-    assert set(holes) <= {0, 64}
-    assert low <= (holes == 64).sum() <= high  # p = 0.5: 200 +- 4 standard deviations (10)
-
-
 def test_output_statistics_match_albumentations(images):
-    transform = utils.train_transforms(MEAN, STD)
+    transform = train_transforms(MEAN, STD)
     transform.set_random_seed(1)
     reference = torch.stack([transform(image=image)["image"] for image in images])
     outputs = epoch(loader(images, seed=1))[0]
@@ -165,7 +159,7 @@ def test_output_statistics_match_albumentations(images):
 
 
 def test_test_mode_equals_test_transforms_in_order(images):
-    transform = utils.test_transforms(MEAN, STD)
+    transform = augment.test_transforms(MEAN, STD)
     expected = torch.stack([transform(image=image)["image"] for image in images])
     outputs, labels = epoch(loader(images, train=False))
     torch.testing.assert_close(outputs, expected, atol=1e-5, rtol=0)
@@ -209,16 +203,16 @@ def test_channels_last_changes_layout_not_values(images):
     assert torch.equal(plain, nhwc) and nhwc.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_utils_loops_use_it_unchanged(images):
+def test_the_engines_loops_use_it_unchanged(images):
     model = tiny_model()
     train, test = loader(images), loader(images, train=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scheduler = utils.make_scheduler(optimizer, 1e-2, 1e-3, 1, len(train))
+    scheduler = make_scheduler(optimizer, 1e-2, 1e-3, 1, len(train))
     criterion = torch.nn.CrossEntropyLoss()
-    result = utils.train_one_epoch(model, train, optimizer, scheduler, criterion, CPU)
+    result = train_one_epoch(model, train, optimizer, scheduler, criterion, CPU)
     assert len(result["lrs"]) == len(train)
-    assert utils.evaluate(model, test, criterion, CPU)["total"] == COUNT
-    preds, targets = utils.predict(model, test, CPU)
+    assert evaluate(model, test, criterion, CPU)["total"] == COUNT
+    preds, targets = predict(model, test, CPU)
     assert preds.shape == (COUNT,) and targets.tolist() == list(range(COUNT))
 
 
@@ -227,8 +221,8 @@ def test_fit_reseeds_it_every_epoch(images):
         model = tiny_model()
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         train = loader(images, seed=loader_seed)
-        scheduler = utils.make_scheduler(optimizer, 1e-2, 1e-3, 2, len(train))
-        utils.fit(model, train, loader(images, train=False), optimizer, scheduler,
+        scheduler = make_scheduler(optimizer, 1e-2, 1e-3, 2, len(train))
+        fit(model, train, loader(images, train=False), optimizer, scheduler,
                   torch.nn.CrossEntropyLoss(), CPU, epochs=2, seed=1, log=lambda *_: None)
         return model[1].weight.detach().clone()
     # fit's per-epoch seed, not the loader's own, sets the batches: same weights

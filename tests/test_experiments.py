@@ -5,8 +5,6 @@ from pathlib import Path
 
 import pytest
 
-import utils
-
 spec = importlib.util.spec_from_file_location("regularisation", Path(__file__).parents[1] / "experiments" / "regularisation.py")
 regularisation = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(regularisation)
@@ -37,8 +35,8 @@ def test_a_setting_with_one_seed_is_no_candidate_and_the_default_needs_two():
 
 
 def test_the_chosen_setting_becomes_configs_defaults(tmp_path):
-    copy = tmp_path / "utils.py"
-    copy.write_text(Path(utils.__file__).read_text())
+    copy = tmp_path / "config.py"
+    copy.write_text((Path(__file__).parents[1] / "s10" / "config.py").read_text())
     regularisation.set_config_defaults(copy, "wd5e-4_do0_ls01")
     namespace = {}
     exec(compile(copy.read_text(), str(copy), "exec"), namespace)

@@ -1,12 +1,19 @@
-"""LR finder (restores the model, readable suggestions) and the One Cycle schedule."""
-import math
+"""LR finder (restores the model, the rule and its fallbacks, the flag that scales its pick, a
+warning the notebook shows) and the One Cycle schedule."""
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
-import utils
-from models.resnet import ResNet
+import train
+from s10 import lr
+from s10.cifar import load_cifar10
+from s10.config import Config
+from s10.data import make_loaders
+from s10.engine import make_optimizer
+from s10.lr import FALLBACK_LR_MAX, FALLBACK_RATIO, choose_lrs, lr_range_test, suggest_lrs
+from tests.conftest import CPU, TinyNet, scheduled_lrs
 
 
 def test_suggestions_follow_the_documented_rule():
@@ -14,46 +21,72 @@ def test_suggestions_follow_the_documented_rule():
     log_lr = np.log10(lrs)
     # flat 2.3 up to 1e-4, down to 0.5 at 1e-1, then blowing up
     losses = np.where(log_lr <= -4, 2.3, np.where(log_lr <= -1, 2.3 - 0.6 * (log_lr + 4), 0.5 + 5 * (log_lr + 1)))
-    lr_max, lr_min, notes = utils.suggest_lrs(lrs, losses)
+    lr_max, lr_min, notes = suggest_lrs(lrs, losses)
     assert notes == []
     assert lr_max == pytest.approx(1e-1)  # the lowest loss
     # 10% of the fall (2.3 -> 0.5) is reached at loss 2.12, i.e. log10(lr) = -4 + 0.3
     assert lr_min == pytest.approx(10 ** -3.7)
     # lr_max_factor scales LR_max alone
-    assert utils.suggest_lrs(lrs, losses, lr_max_factor=0.1)[:2] == pytest.approx((1e-2, 10 ** -3.7))
+    assert suggest_lrs(lrs, losses, lr_max_factor=0.1)[:2] == pytest.approx((1e-2, 10 ** -3.7))
 
 
 def test_nan_tail_is_ignored():
     lrs = np.logspace(-6, 0, 13)
     losses = [2.3, 2.3, 2.2, 2.0, 1.6, 1.2, 1.0, 0.9, 1.4, float("nan"), float("nan"), 5.0, 9.0]
-    lr_max, lr_min, notes = utils.suggest_lrs(lrs, losses)
+    lr_max, lr_min, notes = suggest_lrs(lrs, losses)
     assert lr_max == pytest.approx(lrs[7]) and lr_min == pytest.approx(lrs[3]) and notes == []
 
 
 @pytest.mark.parametrize("losses", [[2.3, 4.0, 9.0, 30.0, 80.0, 200.0], [2.3, float("nan")], []])
 def test_a_sweep_that_diverges_at_once_falls_back_with_a_note(losses):
-    lr_max, lr_min, notes = utils.suggest_lrs(np.logspace(-7, 1, len(losses)), losses)
-    assert (lr_max, lr_min) == (utils.FALLBACK_LR_MAX, utils.FALLBACK_LR_MAX / utils.FALLBACK_RATIO)
+    lr_max, lr_min, notes = suggest_lrs(np.logspace(-7, 1, len(losses)), losses)
+    assert (lr_max, lr_min) == (FALLBACK_LR_MAX, FALLBACK_LR_MAX / FALLBACK_RATIO)
     assert len(notes) == 1 and "no usable curve" in notes[0]
 
 
+def test_an_lr_min_not_below_lr_max_falls_back_to_a_hundredth_with_a_note():
+    lrs = np.logspace(-6, 0, 13)
+    losses = [2.3, 2.3, 2.2, 2.0, 1.6, 1.2, 1.0, 0.9, 1.4, 3.0, 6.0, 9.0, 20.0]  # LR_min at lrs[3]
+    lr_max, lr_min, notes = suggest_lrs(lrs, losses, lr_max_factor=1e-3)  # LR_max below lrs[3]
+    assert lr_max == pytest.approx(lrs[7] * 1e-3) and lr_min == pytest.approx(lr_max / FALLBACK_RATIO)
+    assert len(notes) == 1 and "is not below LR_max" in notes[0]
+
+
+@pytest.mark.parametrize("factor", [None, "0.3"])
+def test_the_lr_max_factor_flag_reaches_the_finders_pick(tiny_data, monkeypatch, factor):
+    lrs = list(np.logspace(-6, 0, 13))
+    losses = [2.3, 2.3, 2.2, 2.0, 1.6, 1.2, 1.0, 0.9, 1.4, 3.0, 6.0, 9.0, 20.0]  # lowest at lrs[7]
+    monkeypatch.setattr(lr, "lr_range_test", lambda *args, **kwargs: {"lrs": lrs, "losses": losses})
+    flags = ["--data-dir", str(tiny_data)] + ([] if factor is None else ["--lr-max-factor", factor])
+    cfg, _, _ = train.resolve_run(train.build_parser().parse_args(flags))
+    lr_max, lr_min, finder = choose_lrs(cfg, None, None, None, None, CPU, log=lambda line: None)
+    assert lr_max == pytest.approx(lrs[7] * float(factor or 1)) and lr_min == pytest.approx(lrs[3])
+    assert finder == {"lrs": lrs, "losses": losses, "notes": []}
+
+
+def test_a_fallback_is_a_python_warning_in_the_notebook(monkeypatch):
+    monkeypatch.setattr(lr, "lr_range_test", lambda *args, **kwargs: {"lrs": [1e-7, 1e-6], "losses": [2.3, 9.0]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        choose_lrs(Config(), None, None, None, None, CPU, log=lambda line: None)
+    assert [str(w.message) for w in caught] == [suggest_lrs([1e-7, 1e-6], [2.3, 9.0])[2][0]]
+
+
 def test_range_test_restores_model_and_optimizer(tiny_data):
-    cfg = utils.Config(data_dir=str(tiny_data), batch_size=50, workers=0)
-    data = utils.load_cifar10(tiny_data, download=False)
-    train_loader, _, _, _ = utils.make_loaders(data, cfg, torch.device("cpu"))
-    model = ResNet()
-    optimizer = utils.make_optimizer(model, cfg)
+    cfg = Config(batch_size=50, workers=0)
+    train_loader, _, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, CPU)
+    model = TinyNet()  # with BatchNorm, whose running statistics the sweep also moves
+    optimizer = make_optimizer(model, cfg)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer_before = optimizer.state_dict()
-    sweep = utils.lr_range_test(model, optimizer, torch.nn.CrossEntropyLoss(), train_loader,
-                                torch.device("cpu"), start_lr=1e-6, end_lr=1.0, steps=12)
+    sweep = lr_range_test(model, optimizer, torch.nn.CrossEntropyLoss(), train_loader, CPU,
+                          start_lr=1e-6, end_lr=1.0, steps=12)
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics
     assert optimizer.state_dict() == optimizer_before
     assert len(sweep["lrs"]) == len(sweep["losses"]) >= 5
-    assert sweep["lrs"][0] == pytest.approx(1e-6)
-    lr_max, lr_min, _ = utils.suggest_lrs(sweep["lrs"], sweep["losses"])
-    assert math.isfinite(lr_max) and math.isfinite(lr_min) and 0 < lr_min < lr_max
+    # exponential from start_lr to end_lr over the steps (it may stop early when the loss blows up)
+    np.testing.assert_allclose(sweep["lrs"], np.geomspace(1e-6, 1.0, 12)[:len(sweep["lrs"])], rtol=1e-9)
 
 
 class RecordsPrecision(torch.nn.Module):
@@ -71,23 +104,12 @@ class RecordsPrecision(torch.nn.Module):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, None])
 def test_range_test_runs_under_the_training_precision(tiny_data, dtype):
-    data = utils.load_cifar10(tiny_data, download=False)
-    train_loader, _, _, _ = utils.make_loaders(data, utils.Config(batch_size=50, workers=0), torch.device("cpu"))
+    data = load_cifar10(tiny_data, download=False)
+    train_loader, _, _, _ = make_loaders(data, Config(batch_size=50, workers=0), CPU)
     model = RecordsPrecision()
-    sweep = utils.lr_range_test(model, torch.optim.Adam(model.parameters()), torch.nn.CrossEntropyLoss(),
-                                train_loader, torch.device("cpu"), steps=3, amp_dtype=dtype)
+    sweep = lr_range_test(model, torch.optim.Adam(model.parameters()), torch.nn.CrossEntropyLoss(),
+                                train_loader, CPU, steps=3, amp_dtype=dtype)
     assert model.seen == {dtype} and len(sweep["lrs"]) == 3
-
-
-def scheduled_lrs(lr_max, lr_min, epochs, steps_per_epoch):
-    optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr_min)
-    scheduler = utils.make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch)
-    lrs = []
-    for _ in range(epochs * steps_per_epoch):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    return lrs
 
 
 def test_one_cycle_step_by_step_against_hand_computation():

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import utils
+from s10.cifar import channel_stats, load_cifar10
+from s10.config import Config
+from s10.data import make_loaders
+from s10.device import seed_everything
+from s10.engine import fit, make_optimizer
+from s10.lr import make_scheduler
 from tests.conftest import SHARED_DATA
 from models.resnet import ResNet
 
@@ -27,23 +32,23 @@ def stand_in(tmp_path_factory):
 
 
 def test_stand_in_reads_as_the_full_dataset(stand_in):
-    data = utils.load_cifar10(stand_in, download=False)
+    data = load_cifar10(stand_in, download=False)
     assert data["train_x"].shape == (50_000, 32, 32, 3) and data["test_x"].shape == (10_000, 32, 32, 3)
     assert sorted(set(data["train_y"].tolist())) == list(range(10))
-    mean, _ = utils.channel_stats(data["train_x"])
+    mean, _ = channel_stats(data["train_x"])
     assert all(0.4 < m < 0.55 for m in mean)  # CIFAR-10's channel means are about 0.49, 0.48, 0.45
 
 
 def test_short_real_run_learns_well_above_chance(stand_in):
-    cfg = utils.Config(subset=2048, batch_size=128, epochs=3, lr_max=2e-3, lr_min=2e-5, workers=0)
-    utils.seed_everything(0)
-    data = utils.load_cifar10(stand_in, download=False)
+    cfg = Config(subset=2048, batch_size=128, epochs=3, lr_max=2e-3, lr_min=2e-5, workers=0)
+    seed_everything(0)
+    data = load_cifar10(stand_in, download=False)
     data = {**data, "test_x": data["test_x"][:1000], "test_y": data["test_y"][:1000]}
-    train_loader, test_loader, _, _ = utils.make_loaders(data, cfg, torch.device("cpu"))
+    train_loader, test_loader, _, _ = make_loaders(data, cfg, torch.device("cpu"))
     model, criterion = ResNet(), torch.nn.CrossEntropyLoss()
-    optimizer = utils.make_optimizer(model, cfg)
-    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, cfg.epochs, len(train_loader))
-    history = utils.fit(model, train_loader, test_loader, optimizer, scheduler, criterion,
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, cfg.epochs, len(train_loader))
+    history = fit(model, train_loader, test_loader, optimizer, scheduler, criterion,
                         torch.device("cpu"), cfg.epochs, log=lambda line: None)
     print(history["epochs"])
     assert history["epochs"][-1]["test_acc"] > 30  # chance is 10%

@@ -7,8 +7,14 @@ import torch
 
 import seeds
 import train
-import utils
-from tests.test_train import TINY
+from s10.cifar import load_cifar10
+from s10.config import Config
+from s10.data import make_loaders
+from s10.engine import EVAL_CRITERION, build_model, evaluate, fit, make_criterion, make_optimizer
+from s10.lr import make_scheduler
+
+# in-process runs of one short epoch on the given LRs, on the CPU in float32
+TINY = ["--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5", "--device", "cpu", "--no-amp"]
 
 
 def test_spread_is_the_mean_and_sample_standard_deviation():
@@ -20,7 +26,7 @@ def test_spread_is_the_mean_and_sample_standard_deviation():
     assert seeds.spread([90.0])["std"] == 0.0
 
 
-def test_seeds_trains_one_folder_per_seed_and_summarises_them(tiny_data, tmp_path, capsys):
+def test_seeds_trains_one_folder_per_seed_and_summarises_them(tiny_data, tmp_path, capsys, small_model):
     out = tmp_path / "series"
     args = ["--data-dir", str(tiny_data), "--epochs", "1", *TINY, "--seed", "3", "--seeds", "2", "--out", str(out)]
     assert train.main(args) == 0
@@ -41,7 +47,7 @@ def test_seeds_trains_one_folder_per_seed_and_summarises_them(tiny_data, tmp_pat
     assert stamps == {k: (out / f"seed{k}" / "checkpoint.pt").stat().st_mtime_ns for k in (3, 4)}
 
 
-def test_seeds_refuses_flags_that_change_a_started_seed(tiny_data, tmp_path, capsys):
+def test_seeds_refuses_flags_that_change_a_started_seed(tiny_data, tmp_path, capsys, small_model):
     out = tmp_path / "series"
     base = ["--data-dir", str(tiny_data), "--epochs", "1", *TINY, "--seeds", "1", "--out", str(out)]
     assert train.main(base) == 0
@@ -50,14 +56,14 @@ def test_seeds_refuses_flags_that_change_a_started_seed(tiny_data, tmp_path, cap
     assert "--weight-decay 0.0001 (the run has 0.0)" in capsys.readouterr().err
 
 
-def test_a_series_stopped_part_way_lists_the_missing_seed(tiny_data, tmp_path):
+def test_a_series_stopped_part_way_lists_the_missing_seed(tiny_data, tmp_path, small_model):
     out = tmp_path / "series"
     assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", *TINY, "--out", str(out / "seed1")]) == 0
     summary = seeds.summarize(seeds.seed_dirs(out, 1, 2), relative_to=out)
     assert summary["pending"] == ["seed2"] and summary["final_acc"]["n"] == 1
 
 
-def test_seeds_py_summarises_existing_folders_and_refuses_an_empty_one(tiny_data, tmp_path, capsys):
+def test_seeds_py_summarises_existing_folders_and_refuses_an_empty_one(tiny_data, tmp_path, capsys, small_model):
     out = tmp_path / "series"
     assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", *TINY, "--out", str(out / "seed1")]) == 0
     capsys.readouterr()
@@ -72,17 +78,25 @@ def test_label_smoothing_trains_on_the_smoothed_loss_and_reports_plain_cross_ent
     # by hand: (1 - eps) x the usual loss + eps x the mean over classes of -log p
     log_p = logits.log_softmax(1)
     by_hand = ((1 - eps) * -log_p[torch.arange(6), targets] - eps * log_p.mean(1)).mean()
-    assert utils.make_criterion(utils.Config(label_smoothing=eps))(logits, targets) == pytest.approx(float(by_hand))
+    assert make_criterion(Config(label_smoothing=eps))(logits, targets) == pytest.approx(float(by_hand))
 
-    cfg = utils.Config(batch_size=50, label_smoothing=eps, workers=0, amp=False)
-    data = utils.load_cifar10(tiny_data, download=False)
-    train_loader, test_loader, _, _ = utils.make_loaders(data, cfg, torch.device("cpu"))
-    model = utils.build_model(cfg, torch.device("cpu"))
-    optimizer = utils.make_optimizer(model, cfg)
-    scheduler = utils.make_scheduler(optimizer, 5e-3, 5e-5, 1, len(train_loader))
-    history = utils.fit(model, train_loader, test_loader, optimizer, scheduler, utils.make_criterion(cfg),
-                        torch.device("cpu"), 1, log=lambda *_: None)
-    plain = utils.evaluate(model, test_loader, torch.nn.CrossEntropyLoss(), torch.device("cpu"))
-    smoothed = utils.evaluate(model, test_loader, utils.make_criterion(cfg), torch.device("cpu"))
+    cfg = Config(batch_size=50, label_smoothing=eps, workers=0, amp=False)
+    cpu = torch.device("cpu")
+    train_loader, test_loader, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, cpu)
+    model = build_model(cfg, cpu)
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, 5e-3, 5e-5, 1, len(train_loader))
+    history = fit(model, train_loader, test_loader, optimizer, scheduler, make_criterion(cfg), cpu, 1,
+                  log=lambda *_: None)
+    plain = evaluate(model, test_loader, torch.nn.CrossEntropyLoss(), cpu)
+    smoothed = evaluate(model, test_loader, make_criterion(cfg), cpu)
     assert history["epochs"][-1]["test_loss"] == pytest.approx(plain["test_loss"])
     assert smoothed["test_loss"] != pytest.approx(plain["test_loss"])
+    assert EVAL_CRITERION.label_smoothing == 0
+
+
+def test_seeds_refuses_an_out_that_is_a_file_before_any_work(tmp_path, capsys):
+    out = tmp_path / "a_file"
+    out.write_text("not a folder")
+    assert train.main(["--data-dir", str(tmp_path / "no_data"), "--seeds", "2", "--out", str(out)]) == 2
+    assert "cannot be a run folder" in capsys.readouterr().err

@@ -1,120 +1,81 @@
-"""Training steps, train.py end to end, resume after a kill, bad settings, reproducibility."""
+"""train.py: a run end to end, resume after a kill, its help, and every fault as one error line."""
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
+import re
+from dataclasses import fields
 
 import pytest
-import torch
 
 import train
-import utils
-from models.resnet import ResNet
+from s10 import cifar, engine, lr
+from s10.checkpoints import load_checkpoint
+from s10.config import Config, DataError, DivergedError
+from s10.lr import suggest_lrs
+from tests.conftest import RECORDED_RUN, comparable, kill_in_epoch_2, run_cli
 
-ROOT = Path(__file__).resolve().parents[1]
-# on CPU in float32, where runs repeat to the last bit on any machine (GPU kernels and bf16 need not)
-TINY = ["--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5", "--device", "cpu", "--no-amp"]
-
-
-def run_cli(*args, timeout=300):
-    args = [*args, "--device", "cpu"] if "--device" not in args else args
-    return subprocess.run([sys.executable, "train.py", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+# an in-process run of one short epoch on the given LRs
+SHORT = ["--epochs", "1", "--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5"]
 
 
-def comparable(metrics):
-    """Per-epoch results without the wall-clock times."""
-    return [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in metrics["epochs"]]
-
-
-def test_a_few_training_steps_reduce_the_loss(tiny_data):
-    cfg = utils.Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
-    utils.seed_everything(0)
-    data = utils.load_cifar10(tiny_data, download=False)
-    train_loader, _, _, _ = utils.make_loaders(data, cfg, torch.device("cpu"))
-    model, criterion = ResNet(), torch.nn.CrossEntropyLoss()
-    optimizer = utils.make_optimizer(model, cfg)
-    scheduler = utils.make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 3, len(train_loader))
-    results = [utils.train_one_epoch(model, train_loader, optimizer, scheduler, criterion,
-                                     torch.device("cpu"), epoch) for epoch in range(3)]
-    assert [len(r["lrs"]) for r in results] == [len(train_loader)] * 3 == [4] * 3
-    assert results[-1]["train_loss"] < 0.5 * results[0]["train_loss"]
-    assert results[-1]["train_acc"] > 50  # 10 colour classes: chance is 10%
-
-
-def test_train_py_end_to_end_writes_valid_metrics(tiny_data, tmp_path):
-    out = tmp_path / "run"
-    result = run_cli("--data-dir", tiny_data, "--epochs", 2, "--batch-size", 50,
-                     "--finder-steps", 12, "--out", out)
-    assert result.returncode == 0, result.stderr
-    assert "Test set: Average loss:" in result.stdout and "/100 (" in result.stdout
-    assert "Train: Loss=" in result.stdout and "Batch_id=3 Accuracy=" in result.stdout
+def test_a_run_logs_like_the_assignment_and_records_everything(recorded_run):
+    out, process = recorded_run
+    printed = process.stdout
+    assert "150 train / 50 validation images (the last 50 training images)" in printed
+    assert "Train: Loss=" in printed and "Batch_id=2 Accuracy=" in printed  # 3 steps an epoch
+    assert re.search(r"Validation set: Average loss: [\d.]+, Accuracy: \d+/50 \([\d.]+%\), with flip TTA", printed)
+    assert "done: validation accuracy" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["complete"] and metrics["device"].startswith("cpu") and "local copy" in metrics["data"]
-    assert metrics["config"]["epochs"] == 2 and metrics["config"]["batch_size"] == 50
-    assert 0 < metrics["lr_min"] < metrics["lr_max"]
-    assert len(metrics["lr_finder"]["lrs"]) == len(metrics["lr_finder"]["losses"]) > 0
-    assert len(metrics["lrs"]) == 2 * 4 and metrics["lrs"][0] == pytest.approx(metrics["lr_min"])
-    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
-    for epoch in metrics["epochs"]:
-        assert set(epoch) >= {"train_loss", "train_acc", "test_loss", "test_acc", "seconds"}
-        assert 0 <= epoch["test_acc"] <= 100 and epoch["seconds"] > 0
+    assert metrics["precision"] == "float32" and metrics["loader"] == "albumentations"
+    assert metrics["evaluated_on"].startswith("validation split: the last 50")
+    assert metrics["config"]["epochs"] == 3 and metrics["config"]["val_split"] == 50
+    finder = metrics["lr_finder"]
+    assert len(finder["lrs"]) == len(finder["losses"]) == 12
+    # the LRs trained with are the rule's reading of the recorded sweep
+    assert [metrics["lr_max"], metrics["lr_min"]] == list(suggest_lrs(finder["lrs"], finder["losses"])[:2])
+    assert len(metrics["lrs"]) == 3 * 3 and metrics["lrs"][0] == pytest.approx(metrics["lr_min"])
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert all(e["total"] == 50 and "test_acc_tta" in e and "test_loss_tta" in e for e in metrics["epochs"])
     for plot in ("history", "lr_schedule", "lr_finder", "misclassified", "confusion_matrix",
                  "augmented_samples"):
         assert (out / f"{plot}.png").stat().st_size > 1000
 
 
-def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_data, tmp_path):
-    args = ["--data-dir", tiny_data, "--epochs", 3, *TINY]
-    whole = run_cli(*args, "--out", tmp_path / "whole")
-    assert whole.returncode == 0, whole.stderr
-
-    killed, log = tmp_path / "killed", tmp_path / "killed.log"
-    with open(log, "w") as stdout:
-        process = subprocess.Popen([sys.executable, "train.py", *map(str, args), "--out", killed],
-                                   cwd=ROOT, stdout=stdout, stderr=subprocess.DEVNULL,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.time() + 120
-        while not (killed / "checkpoint.pt").exists() and time.time() < deadline:
-            time.sleep(0.02)
-        seen = len(log.read_text())
-        # kill without warning once epoch 2 has finished its second step
-        while "Batch_id=1 " not in log.read_text()[seen:] and time.time() < deadline:
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    assert (killed / "checkpoint.pt").exists()
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_data, recorded_run, tmp_path):
+    whole, _ = recorded_run
+    killed = tmp_path / "killed"
+    kill_in_epoch_2("--data-dir", tiny_data, *RECORDED_RUN, "--out", killed, log=tmp_path / "killed.log")
+    expected = json.loads((whole / "metrics.json").read_text())
     partial = json.loads((killed / "metrics.json").read_text())
-    assert not partial["complete"] and len(partial["epochs"]) < 3
+    assert not partial["complete"] and len(partial["epochs"]) == 1
+    # a second process with the same seed: the same sweep, LRs and first epoch, to the last bit
+    assert (partial["lr_finder"], partial["lr_max"]) == (expected["lr_finder"], expected["lr_max"])
+    assert comparable(partial) == comparable(expected)[:1]
 
     resumed = run_cli("--resume", killed)
     assert resumed.returncode == 0, resumed.stderr
     assert "after epoch 1 of 3; so far:" in resumed.stdout and "LR finder" not in resumed.stdout
-    expected, got = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path / "whole", killed))
-    assert got["complete"] and len(got["epochs"]) == 3
-    assert got["lrs"] == expected["lrs"]
+    got = json.loads((killed / "metrics.json").read_text())
+    assert got["complete"] and got["lrs"] == expected["lrs"]
     assert comparable(got) == comparable(expected)  # same batches, same dropout: same numbers
 
 
-def test_same_seed_same_metrics(tiny_data, tmp_path):
-    runs = [run_cli("--data-dir", tiny_data, "--epochs", 2, *TINY, "--seed", 7, "--out", tmp_path / str(i))
-            for i in range(2)]
-    assert all(r.returncode == 0 for r in runs), runs[0].stderr
-    first, second = (json.loads((tmp_path / str(i) / "metrics.json").read_text()) for i in range(2))
-    assert comparable(first) == comparable(second)
+def test_resume_refuses_conflicting_flags_and_out_refuses_a_run_folder(recorded_run, tiny_data, capsys):
+    out, _ = recorded_run
+    assert train.main(["--resume", str(out), "--epochs", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--epochs 5 (the run has 3)" in err
+    assert train.main(["--data-dir", str(tiny_data), *SHORT, "--out", str(out)]) == 2
+    assert f"already holds a run: continue it with --resume {out}" in capsys.readouterr().err
 
 
-def test_resume_refuses_conflicting_flags(tiny_data, tmp_path):
-    out = tmp_path / "run"
-    assert run_cli("--data-dir", tiny_data, "--epochs", 1, *TINY, "--out", out).returncode == 0
-    result = run_cli("--resume", out, "--epochs", 5)
-    assert result.returncode == 2
-    assert "--epochs 5 (the run has 1)" in result.stderr and "Traceback" not in result.stderr
-    again = run_cli("--data-dir", tiny_data, "--epochs", 1, *TINY, "--out", out)
-    assert again.returncode == 2 and f"--resume {out}" in again.stderr
+def test_help_gives_every_flag_its_config_fields_text(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # argparse wraps at the terminal's width: one line a flag
+    text = train.build_parser().format_help()
+    for field in fields(Config):
+        flag = f"--{field.name.replace('_', '-')}"
+        # the flag, its metavar, then (on the same line or the next) the field's own text
+        assert re.search(rf"^  {flag}\b[^\n]*\s+{re.escape(field.metadata['help'])} \(default: ", text, re.M), flag
+    assert "--pct-start PCT_START" in text and "(default: 5/24)" in text and "0.2083" not in text
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -125,6 +86,7 @@ def test_resume_refuses_conflicting_flags(tiny_data, tmp_path):
     (["--lr-max", "1e-3"], "give both --lr-max and --lr-min"),
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--device", "cuda:99"], "not available on this machine"),
+    (["--loader", "fast"], "loader must be one of auto, albumentations, device, got 'fast'"),
     (["--subset", "100000"], "subset 100000 is larger than the 200 training images"),
     (["--val-split", "-5"], "val_split must be a whole number of images >= 0"),
     (["--cutout-p", "1.5"], "cutout_p must be in [0, 1], got 1.5"),
@@ -143,33 +105,47 @@ def test_bad_settings_get_one_clear_message(tiny_data, tmp_path, capsys, flags, 
                       if "--resume" not in flags else flags)
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
 def test_missing_data_offline_exits_with_a_message(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(utils, "download_cifar10", lambda root: (_ for _ in ()).throw(
-        utils.DataError(f"CIFAR-10 is not in {root} and could not be downloaded")))
+    def offline(root):
+        raise DataError(f"CIFAR-10 is not in {root} and could not be downloaded")
+    monkeypatch.setattr(cifar, "download_cifar10", offline)
     assert train.main(["--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]) == 2
     assert "could not be downloaded" in capsys.readouterr().err
 
 
-def test_divergence_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys):
-    real_train = utils.train_one_epoch
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys,
+                                                             small_model):
+    real_train = engine.train_one_epoch
 
     def diverge_in_epoch_2(model, loader, optimizer, scheduler, criterion, device, epoch, *rest):
         if epoch == 1:
-            raise utils.DivergedError(f"the training loss became nan at epoch {epoch + 1}, step 3")
+            raise DivergedError(f"the training loss became nan at epoch {epoch + 1}, step 3")
         return real_train(model, loader, optimizer, scheduler, criterion, device, epoch, *rest)
 
-    monkeypatch.setattr(utils, "train_one_epoch", diverge_in_epoch_2)
+    monkeypatch.setattr(engine, "train_one_epoch", diverge_in_epoch_2)
     out = tmp_path / "run"
-    assert train.main(["--data-dir", str(tiny_data), "--epochs", "3", *TINY, "--out", str(out)]) == 2
+    assert train.main(["--data-dir", str(tiny_data), *SHORT, "--epochs", "3", "--out", str(out)]) == 2
     assert "loss became nan at epoch 2, step 3" in capsys.readouterr().err
-    assert len(utils.load_checkpoint(out / "checkpoint.pt")["history"]["epochs"]) == 1
+    assert len(load_checkpoint(out / "checkpoint.pt")["history"]["epochs"]) == 1
 
 
 def test_a_real_nan_loss_is_caught(tiny_data, tmp_path, capsys):
     code = train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50",
                        "--lr-max", "1e12", "--lr-min", "1e11", "--out", str(tmp_path / "run")])
     assert code == 2
-    assert "the training loss became" in capsys.readouterr().err
+    assert "error: the training loss became " in capsys.readouterr().err
+
+
+def test_a_sweep_without_a_usable_curve_is_a_warning_line_and_recorded(tiny_data, tmp_path, monkeypatch, capsys,
+                                                                       small_model):
+    sweep = {"lrs": [1e-7, 1e-6, 1e-5], "losses": [2.3, 50.0, float("nan")]}
+    monkeypatch.setattr(lr, "lr_range_test", lambda *args, **kwargs: sweep)
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", "--batch-size", "50", "--out", str(out)]) == 0
+    lr_max, lr_min, notes = suggest_lrs(sweep["lrs"], sweep["losses"])
+    assert f"warning: {notes[0]}\n" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["lr_max"], metrics["lr_min"], metrics["lr_finder"]["notes"]) == (lr_max, lr_min, notes)

@@ -1,17 +1,18 @@
 """A CIFAR-10 loader that keeps the whole split on the training device and augments whole batches.
 
-`utils.make_loaders` augments one image at a time on the CPU (albumentations, in DataLoader
-workers), then copies every batch to the device. On a GPU that CPU work, not the model, sets
-the pace. `DeviceLoader` copies the uint8 images to the device once (50,000 images are 150 MB)
+`data.make_loaders` otherwise augments one image at a time on the CPU (albumentations, in
+DataLoader workers), then copies every batch to the device. On a GPU that CPU work, not the
+model, sets the pace. `DeviceLoader` copies the uint8 images to the device once (50,000 images are 150 MB)
 and makes each batch with a few tensor ops over the whole batch: no per-image CPU work, no
 worker processes, no host-to-device copy per step. The idea is KellerJordan/cifar10-airbench's
-loader; the augmentation is ours, `utils.train_transforms` in distribution:
+loader; the augmentation is ours, `augment.train_transforms` in distribution, with the same
+constants (augment.PAD, augment.HOLE, augment.hole_fill):
 
     reflect pad by 4 + random 32x32 crop, horizontal flip (p=0.5),
     one 8x8 hole filled with the mean pixel (in each image with probability cutout_p), normalise.
 
 All randomness comes from one torch.Generator on the device, so a pass is a function of the
-seed given to `set_seed` (fit() reseeds every epoch through utils.reseed_loader).
+seed given to `set_seed` (fit() reseeds every epoch through data.reseed_loader).
 """
 import math
 
@@ -20,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-PAD = 4    # as utils.train_transforms: PadIfNeeded to 40, then RandomCrop 32
-HOLE = 8   # as utils.train_transforms: CoarseDropout, one 8x8 hole
+from s10.augment import HOLE, PAD, hole_fill
 
 
 def random_crop(images, height, width, generator):
@@ -62,7 +62,7 @@ def cutout(images, size, fill, generator, p=1.0):
 def _check_data(images, labels, batch_size):
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
             or images.shape[-1] != 3:
-        raise ValueError("images must be a uint8 numpy array N x H x W x 3 (as utils.load_cifar10 "
+        raise ValueError("images must be a uint8 numpy array N x H x W x 3 (as cifar.load_cifar10 "
                          f"returns), got {getattr(images, 'dtype', type(images).__name__)} "
                          f"{getattr(images, 'shape', '')}")
     if len(labels) != len(images):
@@ -74,10 +74,10 @@ def _check_data(images, labels, batch_size):
 class DeviceLoader:
     """Batches of (normalised float32 NCHW images, int64 labels), both on `device`.
 
-    Looks enough like a DataLoader for utils' loops: iterable, len() is the number of batches
-    (the last may be partial), `.dataset` (the uint8 images and labels) and `.batch_size`.
-    images: uint8 N x H x W x 3 numpy (as utils.load_cifar10); mean, std: per channel on the
-    0..1 scale (as utils.channel_stats). train=False: normalise only, in order.
+    Looks enough like a DataLoader for the engine's loops: iterable, len() is the number of
+    batches (the last may be partial), `.dataset` (the uint8 images and labels) and `.batch_size`.
+    images: uint8 N x H x W x 3 numpy (as cifar.load_cifar10); mean, std: per channel on the
+    0..1 scale (as cifar.channel_stats). train=False: normalise only, in order.
     """
 
     def __init__(self, images, labels, batch_size, mean, std, device, train=True, shuffle=None,
@@ -94,10 +94,8 @@ class DeviceLoader:
         self.batch_size, self.train, self.channels_last = batch_size, train, channels_last
         self.cutout_p = cutout_p
         self.shuffle = train if shuffle is None else shuffle
-        # the hole is cut on the 0..255 image with the mean pixel rounded by Python's round(),
-        # exactly as train_transforms does
-        self.fill = torch.tensor([round(m * 255) for m in mean], dtype=torch.float32,
-                                 device=self.device)
+        # the hole is cut on the 0..255 image, with the pixel train_transforms fills it with
+        self.fill = torch.tensor(hole_fill(mean), dtype=torch.float32, device=self.device)
         mean = torch.tensor(mean, dtype=torch.float32, device=self.device)
         std = torch.tensor(std, dtype=torch.float32, device=self.device)
         self.scale, self.shift = (1 / (std * 255)).view(1, 3, 1, 1), (mean / std).view(1, 3, 1, 1)

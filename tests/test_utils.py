@@ -1,0 +1,28 @@
+"""The notebook's helpers in utils.py: the results table."""
+import utils
+
+
+def test_the_results_table_names_what_was_evaluated_and_shows_tta_only_when_measured():
+    epochs = [{"epoch": 1, "test_acc": 80.0, "train_acc": 70.0, "seconds": 10.0, "test_acc_tta": 81.5},
+              {"epoch": 2, "test_acc": 79.5, "train_acc": 75.0, "seconds": 12.0, "test_acc_tta": 80.25}]
+    metrics = {"epochs": epochs, "config": {"epochs": 2}, "lr_max": 1e-3, "lr_min": 1e-5,
+               "device": "cpu (2 threads)", "precision": "bfloat16", "data": "generated"}
+    table = utils.format_results(metrics)
+    assert "| test accuracy, last epoch | 79.50% |" in table
+    assert "| best test accuracy | 80.00% (epoch 1) |" in table
+    assert "| with flip TTA, last epoch | 80.25% |" in table
+    assert "| seconds per epoch (mean) | 11.0 |" in table and "bfloat16" in table
+    held_out = utils.format_results({**metrics, "config": {"epochs": 2, "val_split": 5000}})
+    assert "| validation accuracy, last epoch | 79.50% |" in held_out
+    for epoch in epochs:
+        del epoch["test_acc_tta"]
+    assert "TTA" not in utils.format_results(metrics)
+
+
+def test_the_lr_finder_cell_shows_a_line_when_no_sweep_ran(tmp_path, capsys):
+    assert utils.show_lr_finder(None, 1e-2, 1e-4, tmp_path / "lr_finder.png") is None
+    assert "no LR sweep: the config gives LR_max = 1.000e-02 and LR_min = 1.000e-04" in capsys.readouterr().out
+    assert not (tmp_path / "lr_finder.png").exists()
+    sweep = {"lrs": [1e-5, 1e-4, 1e-3, 1e-2], "losses": [2.3, 2.2, 1.9, 2.5]}
+    assert utils.show_lr_finder(sweep, 1e-3, 1e-5, tmp_path / "lr_finder.png") is not None
+    assert (tmp_path / "lr_finder.png").exists()
