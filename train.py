@@ -30,16 +30,16 @@ def _flag_type(annotation, default):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for name, annotation, default, help in utils.config_fields():
+    for name, annotation, default, text in utils.config_fields():
         flag = "--" + name.replace("_", "-")
-        help = help.replace("%", "%%")  # argparse formats help with %
+        text = text.replace("%", "%%")  # argparse formats help texts with %
         # SUPPRESS: only flags given on the command line appear, so --resume can spot conflicts
         if annotation is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=help)
+                                default=argparse.SUPPRESS, help=text)
         else:
             parser.add_argument(flag, dest=name, type=_flag_type(annotation, default),
-                                default=argparse.SUPPRESS, help=help)
+                                default=argparse.SUPPRESS, help=text)
     parser.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the run in DIR from its last checkpoint, with its saved config")
