@@ -227,7 +227,7 @@ def main(argv=None):
     for tool in ("check_precision.py", "check_fit.py"):
         subprocess.run([sys.executable, tool, str(test / "seed1"), "--data-dir", args.data_dir], cwd=ROOT,
                        stdout=(test / f"{Path(tool).stem}.txt").open("w"), stderr=subprocess.STDOUT)
-    seeds.main([str(test)])
+    seeds.main([str(test.relative_to(ROOT))])  # relative: the log names no folder of the machine
     return 0
 
 
