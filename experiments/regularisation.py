@@ -150,6 +150,15 @@ def final_accuracy(run_dir):
     return record["epochs"][-1]["test_acc"] if record and record.get("complete") else None
 
 
+def start_split_run(pool, runs, setting, seed, data_dir, extra=(), name=None):
+    """train.py on the validation split with `setting`'s flags (and `extra`), in runs/name/seed<k>."""
+    name = name or setting
+    out = runs / name / f"seed{seed}"
+    pool.start(f"{name}/seed{seed}",
+               [sys.executable, "train.py", "--data-dir", data_dir, "--val-split", str(VAL_SPLIT),
+                "--seed", str(seed), "--out", str(out), *flags(setting), *extra], out.with_suffix(".log"))
+
+
 def run_grid(runs, pool, budget_end, data_dir):
     """The grid's runs, as many as the budget allows; {setting: [final accuracy of each seed]}."""
     queue = [(setting, seed) for setting in GRID for seed in (1, 2)] + [(setting, 3) for setting in GRID]
@@ -161,10 +170,7 @@ def run_grid(runs, pool, budget_end, data_dir):
             if time.time() + expected > budget_end - (1.3 * expected + 40):
                 print(f"grid: no time for {setting} seed {seed} and later (a run takes ~{expected:.0f} s)")
                 break
-        out = runs / setting / f"seed{seed}"
-        pool.start(f"{setting}/seed{seed}",
-                   [sys.executable, "train.py", "--data-dir", data_dir, "--val-split", str(VAL_SPLIT),
-                    "--seed", str(seed), "--out", str(out), *flags(setting)], out.with_suffix(".log"))
+        start_split_run(pool, runs, setting, seed, data_dir)
     pool.wait_all()
     return {setting: [a for a in (final_accuracy(d) for d in sorted((runs / setting).glob("seed*/")))
                       if a is not None] for setting in GRID}
@@ -179,10 +185,7 @@ def run_follow_up(runs, pool, budget_end, data_dir):
             print(f"follow-up: no time for {setting} seed {seed} and later")
             break
         name = setting + "".join(f"_f{v}" for v in extra[1::2])  # e.g. wd5e-4_do0_ls0_f0.3
-        out = runs / name / f"seed{seed}"
-        pool.start(f"{name}/seed{seed}",
-                   [sys.executable, "train.py", "--data-dir", data_dir, "--val-split", str(VAL_SPLIT),
-                    "--seed", str(seed), "--out", str(out), *flags(setting), *extra], out.with_suffix(".log"))
+        start_split_run(pool, runs, setting, seed, data_dir, extra, name)
     pool.wait_all(budget_end + 30)
 
 

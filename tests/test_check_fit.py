@@ -14,6 +14,18 @@ from s10.config import Config
 from s10.engine import build_model
 
 
+def logits_by_hand(out, images):
+    """The run's saved weights on `images` (uint8 HWC), normalised with the run's statistics,
+    in eval mode and float32: what the checks must reproduce."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    inputs = (images / 255.0 - np.array(metrics["mean"])) / np.array(metrics["std"])
+    model = build_model(Config(), torch.device("cpu"))
+    model.load_state_dict(torch.load(out / CHECKPOINT, weights_only=True)["model"])
+    model.eval()
+    with torch.no_grad():
+        return model(torch.tensor(inputs, dtype=torch.float32).permute(0, 3, 1, 2))
+
+
 def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(recorded_run, tiny_data, capsys, monkeypatch):
     out, _ = recorded_run
     fit = check_fit.training_fit(out, tiny_data, "cpu")
@@ -24,12 +36,7 @@ def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(recorded_run, t
     # with the run's statistics, through the saved weights in eval mode
     data = load_cifar10(tiny_data, download=False)
     x, y = data["train_x"][:-50], data["train_y"][:-50]
-    inputs = (x / 255.0 - np.array(metrics["mean"])) / np.array(metrics["std"])
-    model = build_model(Config(), torch.device("cpu"))
-    model.load_state_dict(torch.load(out / CHECKPOINT, weights_only=True)["model"])
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.tensor(inputs, dtype=torch.float32).permute(0, 3, 1, 2))
+    logits = logits_by_hand(out, x)
     targets = torch.tensor(y, dtype=torch.long)
     assert fit["train"]["total"] == 150
     assert fit["train"]["correct"] == int((logits.argmax(1) == targets).sum())
@@ -62,12 +69,7 @@ def test_check_precision_compares_float32_with_bf16_on_the_held_out_images(recor
     metrics = json.loads((out / "metrics.json").read_text())
     data = load_cifar10(tiny_data, download=False)
     x, y = data["train_x"][-50:], data["train_y"][-50:]
-    inputs = (x / 255.0 - np.array(metrics["mean"])) / np.array(metrics["std"])
-    model = build_model(Config(), torch.device("cpu"))
-    model.load_state_dict(torch.load(out / CHECKPOINT, weights_only=True)["model"])
-    model.eval()
-    with torch.no_grad():
-        preds = model(torch.tensor(inputs, dtype=torch.float32).permute(0, 3, 1, 2)).argmax(1)
+    preds = logits_by_hand(out, x).argmax(1)
     fp32 = check["results"]["float32"]
     assert (fp32["total"], fp32["changed"]) == (50, 0)
     assert fp32["correct"] == int((preds == torch.tensor(y)).sum())
