@@ -1,0 +1,107 @@
+"""The LR finder's sweep alone (no training), once per seed, to measure how far its pick moves
+from seed to seed.
+
+    python experiments/lr_sweeps.py --data-dir DATA --seeds 1-10 --out DIR [--start-lr 1e-7
+        --end-lr 10 --steps 100]
+
+Each seed builds the run's recipe exactly as train.py does (its own initial weights, its own
+batches) and sweeps the full training set. DIR/seed<k>.json holds the sweep's LRs, its smoothed
+and raw losses and the picks; a seed whose file exists is skipped, so the same command again
+continues an interrupted series. DIR/summary.json holds every seed's picks and their spread
+(max/min over the seeds).
+"""
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from s10 import cifar, data, device as devices, engine, lr  # noqa: E402
+from s10.checkpoints import write_json  # noqa: E402
+from s10.config import Config  # noqa: E402
+from s10.runs import git_commit  # noqa: E402
+
+SMOOTHING = 0.05  # torch-lr-finder's default smooth_f, which lr_range_test keeps
+
+
+def raw_losses(smoothed, smooth_f=SMOOTHING):
+    """Undo torch-lr-finder's exponential smoothing: its first loss is raw, each later one is
+    smooth_f * raw + (1 - smooth_f) * previous smoothed."""
+    s = np.asarray(smoothed, dtype=float)
+    raw = s.copy()
+    raw[1:] = (s[1:] - (1 - smooth_f) * s[:-1]) / smooth_f
+    return raw.tolist()
+
+
+def parse_seeds(text):
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def sweep_seed(cfg, images, device):
+    """One seed's sweep, built as train.run builds the run before its finder."""
+    devices.seed_everything(cfg.seed)
+    train_loader, _, _, _ = data.make_loaders(images, cfg, device)
+    model = engine.build_model(cfg, device)
+    optimizer = engine.make_optimizer(model, cfg)
+    started = time.perf_counter()
+    sweep = lr.lr_range_test(model, optimizer, engine.make_criterion(cfg), train_loader, device,
+                             cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
+                             amp_dtype=devices.autocast_dtype(cfg, device))
+    seconds = time.perf_counter() - started
+    lr_max, lr_min, notes = lr.suggest_lrs(sweep["lrs"], sweep["losses"], lr_max_factor=cfg.lr_max_factor)
+    return {"seed": cfg.seed, "lr_max": lr_max, "lr_min": lr_min, "notes": notes,
+            "lrs": sweep["lrs"], "losses": sweep["losses"], "raw_losses": raw_losses(sweep["losses"]),
+            "seconds": round(seconds, 1)}
+
+
+def spread(values):
+    return max(values) / min(values)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default="")
+    parser.add_argument("--seeds", default="1-10", help="first-last, e.g. 1-10")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--start-lr", type=float, default=Config.finder_start_lr)
+    parser.add_argument("--end-lr", type=float, default=Config.finder_end_lr)
+    parser.add_argument("--steps", type=int, default=Config.finder_steps)
+    parser.add_argument("--subset", type=int, help="sweep the first N training images (a quick check)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--data-label", help="how the records name the data (default: where it was read)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    device = devices.get_device(args.device)
+    images = cifar.load_cifar10(args.data_dir)
+    commit = git_commit()
+    for seed in parse_seeds(args.seeds):
+        path = args.out / f"seed{seed}.json"
+        if path.exists():
+            continue
+        cfg = Config(seed=seed, data_dir=args.data_dir, finder_start_lr=args.start_lr,
+                     finder_end_lr=args.end_lr, finder_steps=args.steps, subset=args.subset)
+        record = sweep_seed(cfg, images, device)
+        record.update(device=devices.device_name(device), data=args.data_label or images["source"], commit=commit,
+                      precision=devices.precision_name(devices.autocast_dtype(cfg, device)),
+                      sweep={"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps,
+                             "subset": args.subset})
+        write_json(path, record)
+        print(f"seed {seed}: LR_max {record['lr_max']:.3e}, LR_min {record['lr_min']:.3e}, "
+              f"{len(record['lrs'])} steps, {record['seconds']:.0f} s", flush=True)
+    records = [json.loads(p.read_text()) for p in sorted(args.out.glob("seed*.json"))]
+    summary = {"seeds": [r["seed"] for r in records],
+               "lr_max": [r["lr_max"] for r in records], "lr_min": [r["lr_min"] for r in records],
+               "lr_max_spread": spread([r["lr_max"] for r in records]),
+               "lr_min_spread": spread([r["lr_min"] for r in records])}
+    write_json(args.out / "summary.json", summary)
+    print(f"LR_max max/min {summary['lr_max_spread']:.2f}, LR_min max/min {summary['lr_min_spread']:.2f} "
+          f"over {len(records)} seeds")
+
+
+if __name__ == "__main__":
+    main()
