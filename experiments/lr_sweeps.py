@@ -16,25 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from s10 import cifar, data, device as devices, engine, lr  # noqa: E402
 from s10.checkpoints import write_json  # noqa: E402
 from s10.config import Config  # noqa: E402
+from s10.lr_rules import average_sweeps, finder_smoothing, unsmooth  # noqa: E402
 from s10.runs import git_commit  # noqa: E402
-
-SMOOTHING = 0.05  # torch-lr-finder's default smooth_f, which lr_range_test keeps
-
-
-def raw_losses(smoothed, smooth_f=SMOOTHING):
-    """Undo torch-lr-finder's exponential smoothing: its first loss is raw, each later one is
-    smooth_f * raw + (1 - smooth_f) * previous smoothed."""
-    s = np.asarray(smoothed, dtype=float)
-    raw = s.copy()
-    raw[1:] = (s[1:] - (1 - smooth_f) * s[:-1]) / smooth_f
-    return raw.tolist()
 
 
 def parse_seeds(text):
@@ -42,21 +30,32 @@ def parse_seeds(text):
     return list(range(int(first), int(last or first) + 1))
 
 
-def sweep_seed(cfg, images, device):
-    """One seed's sweep, built as train.run builds the run before its finder."""
+def sweep_seed(cfg, images, device, repeats=1):
+    """One seed's sweep, built as train.run builds the run before its finder; with `repeats`,
+    that many sweeps from the same initial weights, each on its own batches (the loader
+    reshuffles), their raw losses averaged."""
     devices.seed_everything(cfg.seed)
     train_loader, _, _, _ = data.make_loaders(images, cfg, device)
     model = engine.build_model(cfg, device)
     optimizer = engine.make_optimizer(model, cfg)
     started = time.perf_counter()
-    sweep = lr.lr_range_test(model, optimizer, engine.make_criterion(cfg), train_loader, device,
-                             cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
-                             amp_dtype=devices.autocast_dtype(cfg, device))
+    sweeps = []
+    for _ in range(repeats):  # each sweep restores the model and optimizer when it ends
+        sweep = lr.lr_range_test(model, optimizer, engine.make_criterion(cfg), train_loader, device,
+                                 cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
+                                 amp_dtype=devices.autocast_dtype(cfg, device))
+        sweeps.append({**sweep, "raw_losses": unsmooth(sweep["losses"]).tolist()})
     seconds = time.perf_counter() - started
-    lr_max, lr_min, notes = lr.suggest_lrs(sweep["lrs"], sweep["losses"], lr_max_factor=cfg.lr_max_factor)
-    return {"seed": cfg.seed, "lr_max": lr_max, "lr_min": lr_min, "notes": notes,
-            "lrs": sweep["lrs"], "losses": sweep["losses"], "raw_losses": raw_losses(sweep["losses"]),
-            "seconds": round(seconds, 1)}
+    lrs, raw = average_sweeps(sweeps)
+    lr_max, lr_min, notes = lr.suggest_lrs(lrs, sweeps[0]["losses"] if repeats == 1 else
+                                           finder_smoothing(raw), lr_max_factor=cfg.lr_max_factor)
+    record = {"seed": cfg.seed, "lr_max": lr_max, "lr_min": lr_min, "notes": notes,
+              "lrs": lrs.tolist(), "raw_losses": raw.tolist(), "seconds": round(seconds, 1)}
+    if repeats == 1:
+        record["losses"] = sweeps[0]["losses"]
+    else:
+        record["sweeps"] = sweeps
+    return record
 
 
 def spread(values):
@@ -71,6 +70,7 @@ def main(argv=None):
     parser.add_argument("--start-lr", type=float, default=Config.finder_start_lr)
     parser.add_argument("--end-lr", type=float, default=Config.finder_end_lr)
     parser.add_argument("--steps", type=int, default=Config.finder_steps)
+    parser.add_argument("--repeats", type=int, default=1, help="sweeps per seed, their raw losses averaged")
     parser.add_argument("--subset", type=int, help="sweep the first N training images (a quick check)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-label", help="how the records name the data (default: where it was read)")
@@ -85,11 +85,11 @@ def main(argv=None):
             continue
         cfg = Config(seed=seed, data_dir=args.data_dir, finder_start_lr=args.start_lr,
                      finder_end_lr=args.end_lr, finder_steps=args.steps, subset=args.subset)
-        record = sweep_seed(cfg, images, device)
+        record = sweep_seed(cfg, images, device, args.repeats)
         record.update(device=devices.device_name(device), data=args.data_label or images["source"], commit=commit,
                       precision=devices.precision_name(devices.autocast_dtype(cfg, device)),
                       sweep={"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps,
-                             "subset": args.subset})
+                             "repeats": args.repeats, "subset": args.subset})
         write_json(path, record)
         print(f"seed {seed}: LR_max {record['lr_max']:.3e}, LR_min {record['lr_min']:.3e}, "
               f"{len(record['lrs'])} steps, {record['seconds']:.0f} s", flush=True)
