@@ -6,7 +6,7 @@ from seed to seed.
 
 Each seed builds the run's recipe exactly as train.py does (its own initial weights, its own
 batches) and sweeps the full training set. DIR/seed<k>.json holds the sweep's LRs, its smoothed
-and raw losses and the picks; a seed whose file exists is skipped, so the same command again
+and raw losses (with --repeats, the average of several sweeps) and the picks of the rule in use; a seed whose file exists is skipped, so the same command again
 continues an interrupted series. DIR/summary.json holds every seed's picks and their spread
 (max/min over the seeds).
 """
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from s10 import cifar, data, device as devices, engine, lr  # noqa: E402
 from s10.checkpoints import write_json  # noqa: E402
 from s10.config import Config  # noqa: E402
-from s10.lr_rules import average_sweeps, finder_smoothing, unsmooth  # noqa: E402
+from s10.lr_rules import RULES  # noqa: E402
 from s10.runs import git_commit  # noqa: E402
 
 
@@ -30,32 +30,21 @@ def parse_seeds(text):
     return list(range(int(first), int(last or first) + 1))
 
 
-def sweep_seed(cfg, images, device, repeats=1):
-    """One seed's sweep, built as train.run builds the run before its finder; with `repeats`,
-    that many sweeps from the same initial weights, each on its own batches (the loader
-    reshuffles), their raw losses averaged."""
+def sweep_seed(cfg, images, device):
+    """One seed's sweep (cfg.finder_repeats of them, averaged), built as train.run builds the run
+    before its finder, and the picks of cfg.finder_rule."""
     devices.seed_everything(cfg.seed)
     train_loader, _, _, _ = data.make_loaders(images, cfg, device)
     model = engine.build_model(cfg, device)
     optimizer = engine.make_optimizer(model, cfg)
     started = time.perf_counter()
-    sweeps = []
-    for _ in range(repeats):  # each sweep restores the model and optimizer when it ends
-        sweep = lr.lr_range_test(model, optimizer, engine.make_criterion(cfg), train_loader, device,
-                                 cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
-                                 amp_dtype=devices.autocast_dtype(cfg, device))
-        sweeps.append({**sweep, "raw_losses": unsmooth(sweep["losses"]).tolist()})
+    sweep = lr.lr_range_test(model, optimizer, engine.make_criterion(cfg), train_loader, device,
+                             cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
+                             amp_dtype=devices.autocast_dtype(cfg, device), repeats=cfg.finder_repeats)
     seconds = time.perf_counter() - started
-    lrs, raw = average_sweeps(sweeps)
-    lr_max, lr_min, notes = lr.suggest_lrs(lrs, sweeps[0]["losses"] if repeats == 1 else
-                                           finder_smoothing(raw), lr_max_factor=cfg.lr_max_factor)
-    record = {"seed": cfg.seed, "lr_max": lr_max, "lr_min": lr_min, "notes": notes,
-              "lrs": lrs.tolist(), "raw_losses": raw.tolist(), "seconds": round(seconds, 1)}
-    if repeats == 1:
-        record["losses"] = sweeps[0]["losses"]
-    else:
-        record["sweeps"] = sweeps
-    return record
+    lr_max, lr_min, notes, _ = RULES[cfg.finder_rule](sweep, lr_max_factor=cfg.lr_max_factor)
+    return {"seed": cfg.seed, "lr_max": lr_max, "lr_min": lr_min, "rule": cfg.finder_rule, "notes": notes,
+            **sweep, "seconds": round(seconds, 1)}
 
 
 def spread(values):
@@ -70,7 +59,8 @@ def main(argv=None):
     parser.add_argument("--start-lr", type=float, default=Config.finder_start_lr)
     parser.add_argument("--end-lr", type=float, default=Config.finder_end_lr)
     parser.add_argument("--steps", type=int, default=Config.finder_steps)
-    parser.add_argument("--repeats", type=int, default=1, help="sweeps per seed, their raw losses averaged")
+    parser.add_argument("--repeats", type=int, default=Config.finder_repeats,
+                        help="sweeps per seed, their raw losses averaged")
     parser.add_argument("--subset", type=int, help="sweep the first N training images (a quick check)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-label", help="how the records name the data (default: where it was read)")
@@ -83,9 +73,9 @@ def main(argv=None):
         path = args.out / f"seed{seed}.json"
         if path.exists():
             continue
-        cfg = Config(seed=seed, data_dir=args.data_dir, finder_start_lr=args.start_lr,
-                     finder_end_lr=args.end_lr, finder_steps=args.steps, subset=args.subset)
-        record = sweep_seed(cfg, images, device, args.repeats)
+        cfg = Config(seed=seed, data_dir=args.data_dir, finder_start_lr=args.start_lr, finder_end_lr=args.end_lr,
+                     finder_steps=args.steps, finder_repeats=args.repeats, subset=args.subset)
+        record = sweep_seed(cfg, images, device)
         record.update(device=devices.device_name(device), data=args.data_label or images["source"], commit=commit,
                       precision=devices.precision_name(devices.autocast_dtype(cfg, device)),
                       sweep={"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps,

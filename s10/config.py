@@ -3,6 +3,8 @@ it), the checks that refuse settings which cannot work, and the errors a user ca
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from s10.lr_rules import RULES
+
 
 class S10Error(Exception):
     """An error the user can fix: the message says what is wrong and what to do."""
@@ -25,6 +27,7 @@ class SaveError(S10Error):
 
 
 LOADERS = ("auto", "albumentations", "device")
+
 
 
 def setting(default, help, shown=None):
@@ -65,6 +68,11 @@ class Config:
     finder_start_lr: float = setting(1e-7, "the LR finder's first LR")
     finder_end_lr: float = setting(10.0, "the LR finder's last LR")
     finder_steps: int = setting(100, "steps of the LR finder's exponential sweep")
+    finder_repeats: int = setting(1, "LR sweeps from the same weights, each on its own batches, their "
+                                     "losses averaged before the rule reads them")
+    finder_rule: str = setting("ema-min", "how LR_max and LR_min are read off the sweep: "
+                                          "ema-min (the finder's smoothed minimum) or a lag-free rule "
+                                          "of s10/lr_rules.py (docs/lr_finder.md)")
     seed: int = setting(1, "seeds Python, numpy and torch; each epoch reseeds from (seed, epoch)")
     device: str = setting("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
     workers: int | None = setting(None, "DataLoader worker processes",
@@ -101,7 +109,8 @@ def evaluation_name(cfg):
 def validate_config(cfg):
     """Raise ConfigError naming the first setting that cannot work. The device is checked where
     it is chosen, by device.get_device."""
-    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "finder_steps": cfg.finder_steps}
+    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "finder_steps": cfg.finder_steps,
+                "finder_repeats": cfg.finder_repeats}
     for name, value in positive.items():
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
@@ -133,5 +142,7 @@ def validate_config(cfg):
         raise ConfigError(f"val_split must be a whole number of images >= 0, got {cfg.val_split!r}")
     if cfg.workers is not None and cfg.workers < 0:
         raise ConfigError(f"workers must be >= 0, got {cfg.workers!r}")
+    if cfg.finder_rule not in RULES:
+        raise ConfigError(f"finder_rule must be one of {', '.join(RULES)}, got {cfg.finder_rule!r}")
     if cfg.loader not in LOADERS:
         raise ConfigError(f"loader must be one of {', '.join(LOADERS)}, got {cfg.loader!r}")

@@ -13,8 +13,8 @@ from s10.cifar import load_cifar10
 from s10.config import Config
 from s10.data import make_loaders
 from s10.engine import make_optimizer
-from s10.lr import FALLBACK_LR_MAX, FALLBACK_RATIO
-from s10.lr_rules import average_sweeps, crossing, finder_smoothing, read_curve, smooth_over_log_lr, unsmooth
+from s10.lr_rules import (FALLBACK_LR_MAX, FALLBACK_RATIO, RULES, average_sweeps, crossing, finder_smoothing,
+                          read_curve, smooth_over_log_lr, unsmooth)
 from tests.conftest import CPU, TinyNet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,7 +107,7 @@ def write_sweeps(folder, curves):
     folder.mkdir()
     for seed, (lrs, raw) in enumerate(curves, start=1):
         (folder / f"seed{seed}.json").write_text(json.dumps(
-            {"seed": seed, "lrs": list(lrs), "raw_losses": list(raw)}))
+            {"seed": seed, "lrs": list(lrs), "losses": finder_smoothing(raw), "raw_losses": list(raw)}))
     return folder
 
 
@@ -115,10 +115,27 @@ def test_the_spread_of_a_rule_is_max_over_min_across_seeds(tmp_path, capsys):
     lrs, losses = piecewise_curve()
     shifted = [(lrs * factor, losses) for factor in (1.0, 1.1, 1.2)]  # the same curve, moved
     folder = write_sweeps(tmp_path / "moved", shifted)
-    result = finder_rules.measure(finder_rules.load_sweeps(folder), finder_rules.CANDIDATES["cliff1.3-b0.4"])
+    result = finder_rules.measure(finder_rules.load_sweeps(folder), RULES["cliff1.3-b0.4"])
     assert result["lr_max_spread"] == pytest.approx(1.2, rel=1e-6)
     assert result["lr_min_spread"] == pytest.approx(1.2, rel=1e-6)
     assert finder_rules.passes(result)
     finder_rules.main([str(folder), "--json", str(tmp_path / "rules.json")])
-    assert set(json.loads((tmp_path / "rules.json").read_text())["moved"]) == set(finder_rules.CANDIDATES)
+    assert set(json.loads((tmp_path / "rules.json").read_text())["results"]["moved"]) == set(RULES)
     assert "cliff1.3-b0.4" in capsys.readouterr().out
+
+
+def result(lr_max_spread, lr_min_spread=1.0):
+    return {"lr_max_spread": lr_max_spread, "lr_min_spread": lr_min_spread}
+
+
+def test_the_cheapest_passing_sweep_wins_then_the_smallest_spread():
+    results = {"one": {"a": result(1.4), "b": result(1.3)},
+               "two": {"a": result(1.2), "b": result(1.1)},
+               "four": {"a": result(1.05)}}
+    costs = {"one": 100, "two": 196, "four": 196}
+    assert finder_rules.choose(results, costs) == {"sweep": "four", "rule": "a", "passes": True}
+    results["four"]["a"] = result(1.05, lr_min_spread=1.6)  # LR_min fails
+    assert finder_rules.choose(results, costs) == {"sweep": "two", "rule": "b", "passes": True}
+    # none passes: the pair nearest the targets, marked as failing
+    failing = {"one": {"a": result(1.4), "b": result(1.3, 1.7)}}
+    assert finder_rules.choose(failing, {"one": 100}) == {"sweep": "one", "rule": "a", "passes": False}

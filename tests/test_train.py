@@ -9,7 +9,7 @@ import train
 from s10 import cifar, engine, lr
 from s10.checkpoints import load_checkpoint
 from s10.config import Config, DataError, DivergedError
-from s10.lr import suggest_lrs
+from s10.lr_rules import suggest_lrs
 from tests.conftest import RECORDED_RUN, comparable, kill_in_epoch_2, run_cli
 
 # an in-process run of one short epoch on the given LRs
