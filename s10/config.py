@@ -51,6 +51,8 @@ class Config:
                                        "at the end of epoch 5 of 24", shown="5/24")
     dropout: float = setting(0.05, "dropout after every conv; small, as cutout already regularises")
     weight_decay: float = setting(0.0, "Adam's weight decay (L2); 0 is plain Adam, as the assignment asks")
+    decay_norm_and_bias: bool = setting(True, "weight decay also on BatchNorm weights and biases; "
+                                              "--no-decay-norm-and-bias leaves them undecayed")
     label_smoothing: float = setting(0.0, "CrossEntropyLoss's label smoothing, in [0, 1): still the "
                                           "assignment's loss")
     cutout_p: float = setting(1.0, "chance of the 8x8 hole in each training image; 1 cuts one in every image")

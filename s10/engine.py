@@ -35,8 +35,14 @@ EVAL_CRITERION = torch.nn.CrossEntropyLoss()
 
 
 def make_optimizer(model, cfg):
-    """Adam; its LR is driven by the One Cycle schedule."""
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr_min or 1e-3, weight_decay=cfg.weight_decay)
+    """Adam; its LR is driven by the One Cycle schedule. With cfg.decay_norm_and_bias off, its
+    weight decay skips the BatchNorm weights and the biases (every parameter of one dimension)."""
+    params = model.parameters()
+    if not cfg.decay_norm_and_bias:
+        flat = [p for p in model.parameters() if p.ndim <= 1]
+        params = [{"params": [p for p in model.parameters() if p.ndim > 1]},
+                  {"params": flat, "weight_decay": 0.0}]
+    return torch.optim.Adam(params, lr=cfg.lr_min or 1e-3, weight_decay=cfg.weight_decay)
 
 
 class Meter:
