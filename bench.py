@@ -135,7 +135,7 @@ def main(argv=None):
     print(f"bare step, channels_last: {bare:9.1f} img/s")
     print(f"bare step, NCHW:          {bare_nchw:9.1f} img/s   (channels_last / NCHW: {bare / bare_nchw:.2f})")
     if dtype is not None:
-        fp32 = bare_step(utils.Config(**{**cfg.to_dict(), "amp": False}), device, batches)
+        fp32 = bare_step(utils.Config(**{**cfg.to_dict(), "precision": "fp32"}), device, batches)
         print(f"bare step, float32:       {fp32:9.1f} img/s   ({utils.precision_name(dtype)} / float32: "
               f"{bare / fp32:.2f})")
     flops = flops_per_image(cfg)

@@ -120,7 +120,7 @@ def comparable(metrics):
 
 # train.py on the CPU in float32, where runs repeat to the last bit on any machine (bf16 and GPU
 # kernels need not): 150 training images (3 steps of 50 an epoch), the last 50 held out
-RECORDED_RUN = ["--epochs", 3, "--batch-size", 50, "--finder-steps", 12, "--val-split", 50, "--tta", "--no-amp"]
+RECORDED_RUN = ["--epochs", 3, "--batch-size", 50, "--finder-steps", 12, "--val-split", 50, "--tta", "--precision", "fp32"]
 
 
 @pytest.fixture(scope="session")
