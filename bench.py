@@ -2,22 +2,27 @@
 
     python bench.py                 # the default device (CUDA, else MPS, else CPU)
     python bench.py --device cpu --batches 10
+    python bench.py --device cuda --precision fp16 --compile   # a T4's precision; compiled too
 
 Measures, in one run: the bare training step (model + Adam on one synthetic batch already on the
-device) with and without channels_last, and in float32 when the default precision is lower;
+device) with and without channels_last, and in float32 when the chosen precision is lower;
 the data pipeline alone for each loader; the full loop (utils.train_one_epoch: loader,
 augmentation, transfer, step, scheduler, progress bar) for each loader; FLOP/s against the
-device's peak where it is known. Images are random uint8 arrays of CIFAR-10's shape, so no
-dataset is needed. Ends with `full loop / bare step: R` for the default loader. On a CPU keep
---batches small: one batch of 512 takes seconds.
+device's peak where it is known; with --compile (CUDA only), the bare step and the full loop
+again under torch.compile. Images are random uint8 arrays of CIFAR-10's shape, so no dataset is
+needed. Ends with `full loop / bare step: R` for the default loader. On a CPU keep --batches
+small: one batch of 512 takes seconds.
 """
 import argparse
+import sys
 import time
 
 import numpy as np
 import torch
 
 import utils
+from s10.config import PRECISIONS
+from s10.device import maybe_compile
 
 # dense bf16/fp16 tensor-core peaks from the vendors' data sheets, in FLOP/s
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "T4": 65e12,
@@ -63,6 +68,7 @@ def training_setup(cfg, device, batches):
 def bare_step(cfg, device, batches):
     """Images/s of forward + backward + Adam on one batch that is already on the device."""
     model, optimizer, _, criterion = training_setup(cfg, device, batches)
+    model = maybe_compile(model, cfg, device)
     memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
     images = torch.randn(cfg.batch_size, 3, 32, 32, device=device).to(memory_format=memory)
     targets = torch.randint(0, 10, (cfg.batch_size,), device=device)
@@ -109,6 +115,7 @@ def pipeline_only(loader, batches, device):
 def full_loop(cfg, loader, device, batches):
     """Images/s of utils.train_one_epoch over `batches` batches of `loader`."""
     model, optimizer, scheduler, criterion = training_setup(cfg, device, batches * 2 + 2)
+    model = maybe_compile(model, cfg, device)
     dtype = utils.autocast_dtype(cfg, device)
     scaler = utils.make_grad_scaler(dtype, device)
     def run(count):
@@ -122,8 +129,12 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", type=int, help="batches per measurement (default: 10 on CPU, 50 else)")
     parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="as train.py's --precision (default: auto)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also measure the bare step and the full loop under torch.compile (CUDA only)")
     args = parser.parse_args(argv)
-    cfg = utils.Config(device=args.device, batch_size=args.batch_size)
+    cfg = utils.Config(device=args.device, batch_size=args.batch_size, precision=args.precision)
     device = utils.get_device(cfg.device)
     batches = args.batches or (10 if device.type == "cpu" else 50)
     dtype = utils.autocast_dtype(cfg, device)
@@ -135,7 +146,7 @@ def main(argv=None):
     print(f"bare step, channels_last: {bare:9.1f} img/s")
     print(f"bare step, NCHW:          {bare_nchw:9.1f} img/s   (channels_last / NCHW: {bare / bare_nchw:.2f})")
     if dtype is not None:
-        fp32 = bare_step(utils.Config(**{**cfg.to_dict(), "amp": False}), device, batches)
+        fp32 = bare_step(utils.Config(**{**cfg.to_dict(), "precision": "fp32"}), device, batches)
         print(f"bare step, float32:       {fp32:9.1f} img/s   ({utils.precision_name(dtype)} / float32: "
               f"{bare / fp32:.2f})")
     flops = flops_per_image(cfg)
@@ -153,8 +164,25 @@ def main(argv=None):
         ratios[kind] = loop / bare
         print(f"{kind:15} loader: pipeline alone {pipeline:10.1f} img/s; full loop {loop:9.1f} img/s"
               f" = {ratios[kind]:.3f} of the bare step" + ("  (default)" if kind == default else ""))
+    if args.compile:
+        compiled(cfg, device, batches, bare, loaders_for(default, cfg, device, batches))
     print(f"full loop / bare step: {ratios[default]:.3f}")
 
 
+def compiled(cfg, device, batches, eager_bare, loader):
+    """The bare step and the full loop under torch.compile, beside the eager bare step."""
+    if device.type != "cuda":
+        print(f"torch.compile: not measured; it is used on CUDA only, not on {device.type}")
+        return
+    cfg = utils.Config(**{**cfg.to_dict(), "compile": True})
+    bare = bare_step(cfg, device, batches)
+    loop = full_loop(cfg, loader, device, batches)
+    print(f"bare step, compiled:      {bare:9.1f} img/s   (compiled / eager: {bare / eager_bare:.2f})")
+    print(f"full loop, compiled:      {loop:9.1f} img/s = {loop / bare:.3f} of the compiled bare step")
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except utils.S10Error as error:  # a precision the device cannot run: one line, not a traceback
+        sys.exit(f"error: {error}")

@@ -137,11 +137,12 @@ def run(cfg, out, checkpoint=None, log=print):
     commit = utils.git_commit()  # now: the checkout may change while the run goes on
     utils.validate_config(cfg)
     device = utils.get_device(cfg.device)
+    precision = utils.precision_name(utils.autocast_dtype(cfg, device))  # refused now, not after the data
     utils.seed_everything(cfg.seed)
     data = utils.load_cifar10(cfg.data_dir)
     train_loader, test_loader, mean, std = utils.make_loaders(data, cfg, device)
     held_out = f"validation images (the last {cfg.val_split} training images)" if cfg.val_split else "test images"
-    log(f"device: {device}; data: {data['source']}; {len(train_loader.dataset)} train / "
+    log(f"device: {device}, {precision}; data: {data['source']}; {len(train_loader.dataset)} train / "
         f"{len(test_loader.dataset)} {held_out}; run folder: {out}")
 
     model = utils.build_model(cfg, device)

@@ -27,6 +27,7 @@ class SaveError(S10Error):
 
 
 LOADERS = ("auto", "albumentations", "device")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 
@@ -57,8 +58,9 @@ class Config:
                                           "assignment's loss")
     cutout_p: float = setting(1.0, "chance of the 8x8 hole in each training image; 1 cuts one in every image")
     channels_last: bool = setting(True, "NHWC layout: faster convolutions (measured by bench.py)")
-    amp: bool = setting(True, "mixed precision: bf16 (CUDA from Ampere, CPUs with bf16 instructions), "
-                              "fp16 + grad scaler (older GPUs), else fp32")
+    precision: str = setting("auto", "auto (bf16 on CUDA from Ampere and on CPUs with bf16 instructions, "
+                                     "fp16 + grad scaler on older GPUs, else fp32) | bf16 (only where "
+                                     "native) | fp16 (with a grad scaler, as on a T4; on any GPU) | fp32")
     loader: str = setting("auto", "albumentations | device (the whole dataset on the device, "
                                   "augmented a batch at a time) | auto (device on CUDA)")
     tta: bool = setting(True, "also report accuracy with horizontal-flip test-time augmentation, "
@@ -86,6 +88,8 @@ class Config:
     @classmethod
     def from_dict(cls, values):
         """A Config from saved values; names this version does not know are dropped."""
+        if "amp" in values and "precision" not in values:  # saved before --precision replaced --amp
+            values = {**values, "precision": "auto" if values["amp"] else "fp32"}
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -148,3 +152,5 @@ def validate_config(cfg):
         raise ConfigError(f"finder_rule must be one of {', '.join(RULES)}, got {cfg.finder_rule!r}")
     if cfg.loader not in LOADERS:
         raise ConfigError(f"loader must be one of {', '.join(LOADERS)}, got {cfg.loader!r}")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")

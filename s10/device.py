@@ -77,19 +77,47 @@ def cpu_autocast_dtype():
 
 
 def autocast_dtype(cfg, device):
-    """The mixed-precision dtype for this device, or None for fp32.
+    """The autocast dtype of `cfg.precision` on this device, or None for fp32.
 
-    CUDA: bf16 where the GPU supports it (no loss scaling needed), else fp16 with a grad scaler.
-    CPU: see cpu_autocast_dtype. MPS: fp32.
+    auto: on CUDA bf16 where the GPU supports it (no loss scaling needed), else fp16 with a grad
+    scaler; on a CPU see cpu_autocast_dtype; MPS: fp32. bf16, fp16 and fp32 are used as asked,
+    except bf16 where the device lacks it: ConfigError (see check_native_bf16).
     """
-    if not cfg.amp:
-        return None
+    if cfg.precision == "auto":
+        return auto_dtype(device)
+    if cfg.precision == "bf16":
+        check_native_bf16(device)
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+
+
+def auto_dtype(device):
+    """--precision auto's dtype for this device (None: fp32)."""
     if device.type == "cpu":
         return cpu_autocast_dtype()
     if device.type != "cuda":
         return None
+    return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
+
+
+def cuda_has_native_bf16(device):
     # is_bf16_supported() also says yes to emulated bf16 (T4, V100): ask for Ampere or newer
-    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
+def check_native_bf16(device):
+    """Raise ConfigError where bf16 is not native: a CUDA GPU before Ampere or a CPU without bf16
+    instructions would emulate it, expected to be slower than what auto picks there (not measured
+    here), so a clear refusal at the start beats a slow run. fp16 is never refused: it runs on
+    every GPU and, with a CPU grad scaler, on CPUs. MPS is left to torch's autocast."""
+    if device.type == "cuda" and not cuda_has_native_bf16(device):
+        major, minor = torch.cuda.get_device_capability(device)
+        raise ConfigError(f"--precision bf16 needs a GPU from Ampere on (compute capability 8.0); "
+                          f"{torch.cuda.get_device_name(device)} has {major}.{minor}: use --precision "
+                          "fp16 (what auto picks there) or fp32")
+    if device.type == "cpu" and not cpu_has_native_bf16():
+        raise ConfigError("--precision bf16 needs a CPU with bf16 instructions (AVX512-BF16 or "
+                          "AMX-BF16), which this one lacks: use --precision fp32 (what auto picks "
+                          "here) or fp16")
 
 
 def precision_name(dtype):

@@ -14,8 +14,10 @@ from s10.device import autocast_dtype, device_name, make_grad_scaler, maybe_comp
 from s10.engine import fit, format_test_line
 from s10.lr import make_scheduler
 
-# settings that change how a run is computed, not what is trained: a resumed run may change them
-RUNTIME_SETTINGS = {"device", "workers", "data_dir", "amp", "loader", "compile", "tta", "channels_last"}
+# settings that change how a run is computed, not what is trained: a resumed run may change them.
+# The precision is one: under auto it follows the device anyway (a notebook started on a T4 in
+# fp16 may continue on an A100 in bf16), and the record lists each resume's precision
+RUNTIME_SETTINGS = {"device", "workers", "data_dir", "precision", "loader", "compile", "tta", "channels_last"}
 
 
 def check_run_folder(run_dir):

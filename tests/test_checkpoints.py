@@ -35,7 +35,7 @@ def test_a_disk_that_fills_up_during_a_checkpoint_ends_in_one_error_line(tiny_da
                                                                            capsys, small_model):
     fills_the_disk_on_call(2, TORCH_FULL_DISK, monkeypatch)  # epoch 2's checkpoint
     out = tmp_path / "run"
-    assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--batch-size", "50", "--no-amp",
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--batch-size", "50", "--precision", "fp32",
                        "--lr-max", "5e-3", "--lr-min", "5e-5", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: could not write {out / 'checkpoint.pt'} ([enforce fail") and err.count("\n") == 1

@@ -1,11 +1,12 @@
 """The device's choices: precision per device (bf16 on CPUs only with bf16 instructions, on GPUs
-from Ampere), the grad scaler, cuDNN autotuning, torch.compile on CUDA only."""
+from Ampere; an explicit choice as asked, bf16 refused where it is not native), the grad scaler,
+cuDNN autotuning, torch.compile on CUDA only."""
 import pytest
 import torch
 from torch import nn
 
 from s10 import device
-from s10.config import Config
+from s10.config import Config, ConfigError
 from s10.device import (autocast_dtype, cpu_has_native_bf16, get_device, make_grad_scaler, maybe_compile,
                         precision_dtype, precision_name)
 from tests.conftest import CPU
@@ -25,7 +26,7 @@ def test_cpu_bf16_is_native_only_with_bf16_instructions(tmp_path, flags, native)
 def test_cpu_precision_is_bf16_only_where_the_cpu_has_it(monkeypatch, native, dtype):
     monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
     assert autocast_dtype(Config(), CPU) == dtype
-    assert autocast_dtype(Config(amp=False), CPU) is None
+    assert autocast_dtype(Config(precision="fp32"), CPU) is None
     assert autocast_dtype(Config(), torch.device("mps")) is None
 
 
@@ -35,7 +36,22 @@ def test_cuda_precision_is_bf16_from_ampere_else_fp16(monkeypatch, capability, d
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     cuda = torch.device("cuda")
     assert autocast_dtype(Config(), cuda) == dtype
-    assert autocast_dtype(Config(amp=False), cuda) is None
+    assert autocast_dtype(Config(precision="fp32"), cuda) is None
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", None), ("fp16", torch.float16), ("bf16", torch.bfloat16)])
+@pytest.mark.parametrize("where", ["cpu with bf16", "cuda sm80", "cuda sm75", "cpu without bf16"])
+def test_an_explicit_precision_is_used_as_asked_and_bf16_only_where_it_is_native(monkeypatch, precision, dtype,
+                                                                                 where):
+    kind, native = where.split()[0], where in ("cpu with bf16", "cuda sm80")
+    monkeypatch.setattr(device, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0) if native else (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    if precision == "bf16" and not native:
+        with pytest.raises(ConfigError, match="--precision bf16 needs a (GPU from Ampere on|CPU with bf16)"):
+            autocast_dtype(Config(precision="bf16"), torch.device(kind))
+    else:
+        assert autocast_dtype(Config(precision=precision), torch.device(kind)) is dtype
 
 
 def test_the_grad_scaler_is_active_for_fp16_only_on_the_devices_own_type():

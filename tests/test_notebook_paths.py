@@ -15,7 +15,7 @@ from s10.config import Config, DivergedError
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "S10.ipynb"
 # a small run: 200 training images in batches of 50, a short sweep, 2 epochs (TinyNet: small_model)
-SMALL = {"batch_size": 50, "epochs": 2, "finder_steps": 5, "workers": 0, "amp": False, "device": "cpu"}
+SMALL = {"batch_size": 50, "epochs": 2, "finder_steps": 5, "workers": 0, "precision": "fp32", "device": "cpu"}
 
 
 def notebook_code():
@@ -61,7 +61,7 @@ def test_an_interrupted_run_continues_and_a_finished_one_is_only_shown(tiny_data
 
     monkeypatch.setattr(engine, "train_one_epoch", stop_in_epoch_2)
     assert train.main(["--data-dir", str(tiny_data), "--batch-size", "50", "--epochs", "2", "--finder-steps", "5",
-                       "--workers", "0", "--no-amp", "--device", "cpu", "--out", str(run_dir)]) == 2
+                       "--workers", "0", "--precision", "fp32", "--device", "cpu", "--out", str(run_dir)]) == 2
     monkeypatch.setattr(engine, "train_one_epoch", real_epoch)
 
     cfg = Config(data_dir=str(tiny_data), **SMALL)

@@ -14,10 +14,10 @@ from s10.config import Config, ConfigError
 from s10.data import make_loaders
 from s10.engine import build_model, make_optimizer
 from s10.runs import config_conflicts, find_checkpoint, run_record, train_with_checkpoints
-from tests.conftest import CPU
+from tests.conftest import CPU, ROOT
 
 # the config of conftest's recorded run, as the notebook would spell it
-RECORDED = {"epochs": 3, "batch_size": 50, "finder_steps": 12, "val_split": 50, "tta": True, "amp": False}
+RECORDED = {"epochs": 3, "batch_size": 50, "finder_steps": 12, "val_split": 50, "tta": True, "precision": "fp32"}
 
 
 def test_a_run_folder_with_another_config_is_refused(recorded_run, tmp_path):
@@ -70,11 +70,26 @@ def test_a_resumed_run_keeps_the_precision_it_started_with(tiny_data, tmp_path, 
         raise KeyboardInterrupt
     monkeypatch.setattr(runs, "save_checkpoint", save_then_stop)
     out = tmp_path / "run"
-    assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--batch-size", "50", "--no-amp",
+    assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--batch-size", "50", "--precision", "fp32",
                        "--lr-max", "5e-3", "--lr-min", "5e-5", "--out", str(out)]) == 130
     monkeypatch.setattr(runs, "save_checkpoint", real_save)
     monkeypatch.setattr("s10.device.cpu_has_native_bf16", lambda: True)
-    assert train.main(["--resume", str(out), "--amp"]) == 0  # epoch 2 in bf16
+    assert train.main(["--resume", str(out), "--precision", "bf16"]) == 0  # epoch 2 in bf16
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["precision"] == "float32" and len(metrics["epochs"]) == 2
     assert [(r["after_epoch"], r["precision"]) for r in metrics["resumed"]] == [(1, "bfloat16")]
+
+
+@pytest.mark.parametrize("amp, precision", [(True, "auto"), (False, "fp32")])
+def test_a_config_saved_with_amp_resumes_with_the_precision_it_meant(amp, precision):
+    saved = {**{k: v for k, v in Config().to_dict().items() if k != "precision"}, "amp": amp}
+    assert Config.from_dict(saved).precision == precision
+    assert train.resumed_config({"config": saved}, {}, "run").precision == precision
+    # the precision may change on resume, as amp could: it changes how the run computes, not what
+    assert train.resumed_config({"config": saved}, {"precision": "fp16"}, "run").precision == "fp16"
+
+
+def test_the_committed_records_config_reads_amp_as_auto():
+    config = json.loads((ROOT / "assets" / "metrics.json").read_text())["config"]
+    assert config["amp"] is True and "precision" not in config
+    assert Config.from_dict(config).precision == "auto" and config_conflicts(config, Config()) == {}

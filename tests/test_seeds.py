@@ -14,7 +14,7 @@ from s10.engine import EVAL_CRITERION, build_model, evaluate, fit, make_criterio
 from s10.lr import make_scheduler
 
 # in-process runs of one short epoch on the given LRs, on the CPU in float32
-TINY = ["--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5", "--device", "cpu", "--no-amp"]
+TINY = ["--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5", "--device", "cpu", "--precision", "fp32"]
 
 
 def test_spread_is_the_mean_and_sample_standard_deviation():
@@ -80,7 +80,7 @@ def test_label_smoothing_trains_on_the_smoothed_loss_and_reports_plain_cross_ent
     by_hand = ((1 - eps) * -log_p[torch.arange(6), targets] - eps * log_p.mean(1)).mean()
     assert make_criterion(Config(label_smoothing=eps))(logits, targets) == pytest.approx(float(by_hand))
 
-    cfg = Config(batch_size=50, label_smoothing=eps, workers=0, amp=False)
+    cfg = Config(batch_size=50, label_smoothing=eps, workers=0, precision="fp32")
     cpu = torch.device("cpu")
     train_loader, test_loader, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, cpu)
     model = build_model(cfg, cpu)

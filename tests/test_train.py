@@ -87,6 +87,7 @@ def test_help_gives_every_flag_its_config_fields_text(monkeypatch):
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--device", "cuda:99"], "not available on this machine"),
     (["--loader", "fast"], "loader must be one of auto, albumentations, device, got 'fast'"),
+    (["--precision", "fp8"], "precision must be one of auto, bf16, fp16, fp32, got 'fp8'"),
     (["--subset", "100000"], "subset 100000 is larger than the 200 training images"),
     (["--val-split", "-5"], "val_split must be a whole number of images >= 0"),
     (["--cutout-p", "1.5"], "cutout_p must be in [0, 1], got 1.5"),
@@ -106,6 +107,15 @@ def test_bad_settings_get_one_clear_message(tiny_data, tmp_path, capsys, flags, 
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_before_the_data_is_read(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("s10.device.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(cifar, "download_cifar10", lambda root: pytest.fail("the data was looked for"))
+    assert train.main(["--data-dir", str(tmp_path / "empty"), "--precision", "bf16", "--device", "cpu",
+                       "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --precision bf16 needs a CPU with bf16 instructions") and err.count("\n") == 1
 
 
 def test_missing_data_offline_exits_with_a_message(tmp_path, monkeypatch, capsys):
