@@ -62,6 +62,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=Config.finder_repeats,
                         help="sweeps per seed, their raw losses averaged")
     parser.add_argument("--subset", type=int, help="sweep the first N training images (a quick check)")
+    parser.add_argument("--batch-size", type=int, default=Config.batch_size)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-label", help="how the records name the data (default: where it was read)")
     args = parser.parse_args(argv)
@@ -74,12 +75,14 @@ def main(argv=None):
         if path.exists():
             continue
         cfg = Config(seed=seed, data_dir=args.data_dir, finder_start_lr=args.start_lr, finder_end_lr=args.end_lr,
-                     finder_steps=args.steps, finder_repeats=args.repeats, subset=args.subset)
+                     finder_steps=args.steps, finder_repeats=args.repeats, subset=args.subset,
+                     batch_size=args.batch_size)
         record = sweep_seed(cfg, images, device)
         record.update(device=devices.device_name(device), data=args.data_label or images["source"], commit=commit,
                       precision=devices.precision_name(devices.autocast_dtype(cfg, device)),
                       sweep={"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps,
-                             "repeats": args.repeats, "subset": args.subset})
+                             "repeats": args.repeats, "subset": args.subset,
+                             "batch_size": args.batch_size})
         write_json(path, record)
         print(f"seed {seed}: LR_max {record['lr_max']:.3e}, LR_min {record['lr_min']:.3e}, "
               f"{len(record['lrs'])} steps, {record['seconds']:.0f} s", flush=True)
