@@ -10,6 +10,7 @@
     engine         the model and optimizer of the recipe, the train/evaluate loops, predictions
     checkpoints    checkpoints and JSON records written atomically, read back safely
     runs           a run: its record, training with a checkpoint every epoch, resuming
+    run_lock       one writer per run folder: the lock a process holds on it while it writes
     plots          the figures (matplotlib); they draw data, they train nothing
 
 Each module imports only modules above it in this list. `utils.py` re-exports what the notebook,
