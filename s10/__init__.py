@@ -3,6 +3,7 @@
     config         the run's settings (Config), their validation, the errors a user can fix
     device         the device, seeds, worker count, mixed precision, torch.compile
     cifar          CIFAR-10 files: the safe reader, the download, channel statistics
+    cifar_jpeg     the official layout built offline from a JPEG copy (python -m s10.cifar_jpeg)
     augment        the augmentation's constants and the albumentations pipelines
     device_loader  the loader that keeps the data on the device and augments whole batches
     data           datasets, the train/evaluation split, the loaders and their reseeding
