@@ -70,30 +70,31 @@ def resumed_config(checkpoint, given, run_dir):
     return cfg
 
 
-def resolve_run(args, locks):
-    """(config, run folder, checkpoint or None) from the parsed flags. The run folder's lock
-    joins `locks` (an ExitStack) before anything in the folder is read."""
+def resolve_run(args, locks=None):
+    """(config, run folder, checkpoint or None) from the parsed flags. Given `locks` (an
+    ExitStack), the run folder's lock joins it before anything in the folder is read."""
     given = given_settings(args)
     if args.resume is None:
         out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         utils.check_run_folder(out)  # now, not after the data loading and the LR sweep
-        locks.enter_context(run_folder_lock(out))
+        if locks is not None:
+            locks.enter_context(run_folder_lock(out))
         if (out / utils.CHECKPOINT).exists():
             raise utils.ConfigError(f"{out} already holds a run: continue it with --resume {out}, "
                                     "or choose another --out")
         return utils.Config(**given), out, None
     if args.out is not None and args.out != args.resume:
         raise utils.ConfigError("--resume continues the run in its own folder: drop --out")
-    if args.resume.is_dir():  # else load_checkpoint says there is no run there
+    if locks is not None and args.resume.is_dir():  # else load_checkpoint says there is no run
         locks.enter_context(run_folder_lock(args.resume))
     checkpoint = utils.load_checkpoint(args.resume / utils.CHECKPOINT)
     return resumed_config(checkpoint, given, args.resume), args.resume, checkpoint
 
 
-def resolve_seed_runs(args, locks):
+def resolve_seed_runs(args, locks=None):
     """[(config, run folder, checkpoint or None)] of each seed of --seeds: a seed folder that
-    holds a checkpoint is continued (or, finished, only reported), the others start. Every seed
-    folder's lock joins `locks` (an ExitStack) first: the series is one writer."""
+    holds a checkpoint is continued (or, finished, only reported), the others start. Given `locks`
+    (an ExitStack), every seed folder's lock joins it first: the series is one writer."""
     if args.seeds < 1:
         raise utils.ConfigError(f"--seeds must be a positive number of runs, got {args.seeds}")
     if args.resume is not None:
@@ -104,7 +105,7 @@ def resolve_seed_runs(args, locks):
     utils.check_run_folder(out)  # now, not after the first seed's data loading
     first = given.pop("seed", utils.Config().seed)
     run_dirs = seeds.seed_dirs(out, first, args.seeds)
-    for run_dir in run_dirs:
+    for run_dir in run_dirs if locks is not None else ():
         locks.enter_context(run_folder_lock(run_dir))
     runs = []
     for seed, run_dir in zip(range(first, first + args.seeds), run_dirs):
