@@ -38,7 +38,7 @@ def load_run(run_dir, data_dir=None, device="auto"):
 
 def plain_loader(images, labels, checkpoint, batch_size):
     """Images without augmentation, normalised with the run's own statistics."""
-    dataset = utils.CIFAR10Dataset(images, labels, utils.test_transforms(checkpoint["mean"], checkpoint["std"]))
+    dataset = utils.CIFAR10Dataset(images, labels, utils.eval_transforms(checkpoint["mean"], checkpoint["std"]))
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size)
 
 

@@ -11,6 +11,7 @@ Writes DIR/metrics.json, DIR/checkpoint.pt (every epoch) and the plots into the 
 (--out, default a new folder under runs/). The notebook S10.ipynb calls the same functions.
 """
 import argparse
+import contextlib
 import sys
 import time
 import types
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import seeds
 import utils
+from s10.run_lock import run_folder_lock
 
 
 def _flag_type(annotation, default):
@@ -68,25 +70,31 @@ def resumed_config(checkpoint, given, run_dir):
     return cfg
 
 
-def resolve_run(args):
-    """(config, run folder, checkpoint or None) from the parsed flags."""
+def resolve_run(args, locks=None):
+    """(config, run folder, checkpoint or None) from the parsed flags. Given `locks` (an
+    ExitStack), the run folder's lock joins it before anything in the folder is read."""
     given = given_settings(args)
     if args.resume is None:
         out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
         utils.check_run_folder(out)  # now, not after the data loading and the LR sweep
+        if locks is not None:
+            locks.enter_context(run_folder_lock(out))
         if (out / utils.CHECKPOINT).exists():
             raise utils.ConfigError(f"{out} already holds a run: continue it with --resume {out}, "
                                     "or choose another --out")
         return utils.Config(**given), out, None
     if args.out is not None and args.out != args.resume:
         raise utils.ConfigError("--resume continues the run in its own folder: drop --out")
+    if locks is not None and args.resume.is_dir():  # else load_checkpoint says there is no run
+        locks.enter_context(run_folder_lock(args.resume))
     checkpoint = utils.load_checkpoint(args.resume / utils.CHECKPOINT)
     return resumed_config(checkpoint, given, args.resume), args.resume, checkpoint
 
 
-def resolve_seed_runs(args):
+def resolve_seed_runs(args, locks=None):
     """[(config, run folder, checkpoint or None)] of each seed of --seeds: a seed folder that
-    holds a checkpoint is continued (or, finished, only reported), the others start."""
+    holds a checkpoint is continued (or, finished, only reported), the others start. Given `locks`
+    (an ExitStack), every seed folder's lock joins it first: the series is one writer."""
     if args.seeds < 1:
         raise utils.ConfigError(f"--seeds must be a positive number of runs, got {args.seeds}")
     if args.resume is not None:
@@ -96,8 +104,11 @@ def resolve_seed_runs(args):
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     utils.check_run_folder(out)  # now, not after the first seed's data loading
     first = given.pop("seed", utils.Config().seed)
+    run_dirs = seeds.seed_dirs(out, first, args.seeds)
+    for run_dir in run_dirs if locks is not None else ():
+        locks.enter_context(run_folder_lock(run_dir))
     runs = []
-    for seed, run_dir in zip(range(first, first + args.seeds), seeds.seed_dirs(out, first, args.seeds)):
+    for seed, run_dir in zip(range(first, first + args.seeds), run_dirs):
         if (run_dir / utils.CHECKPOINT).exists():
             checkpoint = utils.load_checkpoint(run_dir / utils.CHECKPOINT)
             runs.append((resumed_config(checkpoint, {**given, "seed": seed}, run_dir), run_dir, checkpoint))
@@ -166,11 +177,13 @@ def log(line):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    # the run folders' locks, held while the runs go on (the kernel drops them if the process is killed)
+    locks = contextlib.ExitStack()
     try:
         if args.seeds is None:
-            out, runs = None, [resolve_run(args)]
+            out, runs = None, [resolve_run(args, locks)]
         else:
-            out, runs = resolve_seed_runs(args)
+            out, runs = resolve_seed_runs(args, locks)
         with warnings.catch_warnings():
             # a warning (the LR finder's fallback) reads as one line here, not a source listing
             warnings.simplefilter("always")
@@ -190,6 +203,8 @@ def main(argv=None):
         again = "give the same command again" if args.seeds else "continue with --resume"
         print(f"\ninterrupted: the last finished epoch is saved; {again}", file=sys.stderr)
         return 130
+    finally:
+        locks.close()
     return 0
 
 

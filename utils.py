@@ -8,7 +8,7 @@ the config, the per-class accuracy and the results for printing.
 import os
 from pathlib import Path
 
-from s10.augment import test_transforms, train_transforms
+from s10.augment import eval_transforms, train_transforms
 from s10.checkpoints import CHECKPOINT, load_checkpoint, write_json
 from s10.cifar import CLASSES, load_cifar10
 from s10.config import (Config, ConfigError, DataError, DivergedError, S10Error, SaveError, config_fields,
@@ -25,7 +25,7 @@ from s10.runs import (check_run_folder, config_conflicts, find_checkpoint, git_c
                       train_with_checkpoints)
 
 __all__ = [
-    "test_transforms", "train_transforms",
+    "eval_transforms", "train_transforms",
     "CHECKPOINT", "load_checkpoint", "write_json",
     "CLASSES", "load_cifar10",
     "Config", "ConfigError", "DataError", "DivergedError", "S10Error", "SaveError", "config_fields",

@@ -1,4 +1,4 @@
-"""Issue 15's experiment on one GPU: choose the regularisation on the validation split, then
+"""The regularisation experiment on one GPU: choose the regularisation on the validation split, then
 train the choice over 3 seeds on the full training set and evaluate on the test set.
 
     python experiments/regularisation.py --runs RUNS [--parallel 6] [--budget 560]

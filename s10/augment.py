@@ -1,5 +1,6 @@
 """The augmentation, defined once: its constants (used by both loaders) and the albumentations
-pipelines for training and test images, plus the inverse of their normalisation for plots."""
+pipelines for training images and for the images a model is evaluated on (test or
+validation), plus the inverse of their normalisation for plots."""
 import os
 
 # albumentations asks PyPI for a newer version on import unless this is set: no network calls.
@@ -37,8 +38,8 @@ def train_transforms(mean, std, cutout_p=1.0):
     ])
 
 
-def test_transforms(mean, std):
-    """Normalise only."""
+def eval_transforms(mean, std):
+    """Normalise only: for the images a model is evaluated on (test or validation)."""
     return A.Compose([A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()])
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from s10.augment import test_transforms, train_transforms
+from s10.augment import eval_transforms, train_transforms
 from s10.cifar import channel_stats
 from s10.config import ConfigError
 from s10.device import default_workers
@@ -80,7 +80,7 @@ def make_loaders(data, cfg, device):
         generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_seed_worker_transform,
         **common)
     test_loader = DataLoader(
-        CIFAR10Dataset(test_x, test_y, test_transforms(mean, std)), shuffle=False,
+        CIFAR10Dataset(test_x, test_y, eval_transforms(mean, std)), shuffle=False,
         **common)
     return train_loader, test_loader, mean, std
 

@@ -56,6 +56,33 @@ def write_cifar_folder(root, per_batch=40, test=100, seed=0):
     return Path(root)
 
 
+def jpeg_image(label):
+    """A 32 x 32 image whose top half is the class colour and bottom half black: the label can be
+    read back from a decoded JPEG of it, and so can which way up it is."""
+    image = np.zeros((32, 32, 3), np.uint8)
+    image[:16] = PALETTE[label]
+    return image
+
+
+def write_jpeg_archive(path, train_per_class=3, test_per_class=1):
+    """A tar.gz laid out as the public JPEG copy of CIFAR-10: train/<class>/NNNN.jpg, test/<class>/NNNN.jpg."""
+    import io
+    import tarfile
+
+    from PIL import Image
+    with tarfile.open(path, "w:gz") as archive:
+        for split, count in (("train", train_per_class), ("test", test_per_class)):
+            for label, name in enumerate(utils.CLASSES):
+                for number in range(count):
+                    buffer = io.BytesIO()
+                    Image.fromarray(jpeg_image(label)).save(buffer, format="JPEG", quality=95)
+                    member = tarfile.TarInfo(f"{split}/{name}/{number:04d}.jpg")
+                    member.size = buffer.tell()
+                    buffer.seek(0)
+                    archive.addfile(member, buffer)
+    return Path(path)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A data folder with 200 training and 100 test images (read-only by convention)."""

@@ -64,9 +64,9 @@ def _crop(padded, dy, dx, flip):
     return crop[:, ::-1] if flip else crop
 
 
-def test_test_transform_only_normalises():
+def test_eval_transforms_only_normalise():
     image = black_and_white_image(3)
-    out = augment.test_transforms(MEAN, STD)(image=image)["image"]
+    out = augment.eval_transforms(MEAN, STD)(image=image)["image"]
     expected = (image / 255.0 - np.array(MEAN)) / np.array(STD)
     np.testing.assert_allclose(out.permute(1, 2, 0).numpy(), expected, atol=1e-5)
 
@@ -75,7 +75,7 @@ def test_no_warnings_and_no_update_check():
     # a fresh interpreter with every warning an error: importing, building and applying both
     code = ("import numpy as np, utils; img = np.zeros((32, 32, 3), np.uint8);"
             "utils.train_transforms((0.5,) * 3, (0.25,) * 3)(image=img);"
-            "utils.test_transforms((0.5,) * 3, (0.25,) * 3)(image=img);"
+            "utils.eval_transforms((0.5,) * 3, (0.25,) * 3)(image=img);"
             "import os; print(os.environ['NO_ALBUMENTATIONS_UPDATE'])")
     env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}  # utils sets it
     result = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,

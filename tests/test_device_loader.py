@@ -158,8 +158,8 @@ def test_output_statistics_match_albumentations(images):
                                    atol=0.03, rtol=0)
 
 
-def test_test_mode_equals_test_transforms_in_order(images):
-    transform = augment.test_transforms(MEAN, STD)
+def test_test_mode_equals_eval_transforms_in_order(images):
+    transform = augment.eval_transforms(MEAN, STD)
     expected = torch.stack([transform(image=image)["image"] for image in images])
     outputs, labels = epoch(loader(images, train=False))
     torch.testing.assert_close(outputs, expected, atol=1e-5, rtol=0)

@@ -1,4 +1,4 @@
-"""A short run on the CIFAR-10 stand-in (shared/data), skipped where it is absent."""
+"""A short run on the CIFAR-10 stand-in, skipped where it is absent."""
 import os
 import subprocess
 import sys
@@ -13,21 +13,22 @@ from s10.data import make_loaders
 from s10.device import seed_everything
 from s10.engine import fit, make_optimizer
 from s10.lr import make_scheduler
-from tests.conftest import SHARED_DATA
+from tests.conftest import ROOT, SHARED_DATA
 from models.resnet import ResNet
 
 
 @pytest.fixture(scope="session")
 def stand_in(tmp_path_factory):
-    """$S10_STAND_IN (built by .ci/run), else the stand-in built from shared/data, else skip."""
+    """$S10_STAND_IN (built by .ci/run), else the stand-in built by s10.cifar_jpeg from the JPEG
+    archive CI keeps beside the checkout, else skip."""
     env = os.environ.get("S10_STAND_IN")
     if env and (Path(env) / "cifar-10-batches-py").is_dir():
         return Path(env)
-    if not (SHARED_DATA / "make_cifar10.py").exists():
-        pytest.skip("no stand-in data: shared/data is absent")
+    if not (SHARED_DATA / "cifar10-jpeg.tar.gz").exists():
+        pytest.skip("no stand-in data: $S10_STAND_IN is not set and there is no JPEG archive to build it")
     out = tmp_path_factory.mktemp("stand_in")
-    subprocess.run([sys.executable, str(SHARED_DATA / "make_cifar10.py"), str(out)], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "s10.cifar_jpeg", str(SHARED_DATA / "cifar10-jpeg.tar.gz"), str(out)],
+                   cwd=ROOT, check=True, capture_output=True)
     return out
 
 

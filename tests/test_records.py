@@ -1,10 +1,10 @@
 """The README's and docs/experiments.md's results tables quote the committed run records exactly.
 
 Checked: the README's result row and seed links against assets/runs/gpu/test (the records and
-summary.json, itself recomputed from them by seeds.py); issue 15's decision recomputed by its own
-rule from the grid's records; each row of the split table and of the test-run table in
-docs/experiments.md against its records; and issue 6's CPU tables there (two test runs, eight
-split runs, check_fit.py's output). The prose numbers are not checked here.
+summary.json, itself recomputed from them by seeds.py); the regularisation experiment's decision
+recomputed by its own rule from the grid's records; each row of the split table and of the
+test-run table in docs/experiments.md against its records; and the earlier CPU tables there (two
+test runs, eight split runs, check_fit.py's output). The prose numbers are not checked here.
 """
 import importlib.util
 import json
@@ -59,7 +59,7 @@ def sci(x):
 
 
 @pytest.mark.parametrize("path, row", [
-    ("runs/full24_f1.json", "| full24_f1, the default before issue 15 |"),
+    ("runs/full24_f1.json", "| full24_f1, the default before the regularisation experiment |"),
     ("runs/full24.json", "| the previous default, LR_max a tenth of the lowest-loss LR |"),
 ])
 def test_results_table_quotes_the_test_runs(path, row):
@@ -100,7 +100,7 @@ def test_split_table_quotes_each_record(path):
         assert float(record["config"][name.replace("-", "_")]) == float(value), (path.name, flag)
 
 
-# ---- issue 15: the GPU runs
+# ---- the regularisation experiment: the GPU runs
 
 def spread_cell(s, bold=False):
     mean = f"{s['mean']:.2f} ± {s['std']:.2f}%"

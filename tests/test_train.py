@@ -1,6 +1,11 @@
-"""train.py: a run end to end, resume after a kill, its help, and every fault as one error line."""
+"""train.py: a run end to end, resume after a kill, one writer per run folder, its help, and every
+fault as one error line."""
 import json
+import os
 import re
+import signal
+import subprocess
+import time
 from dataclasses import fields
 
 import pytest
@@ -10,7 +15,8 @@ from s10 import cifar, engine, lr
 from s10.checkpoints import load_checkpoint
 from s10.config import Config, DataError, DivergedError
 from s10.lr_rules import suggest_lrs
-from tests.conftest import RECORDED_RUN, comparable, kill_in_epoch_2, run_cli
+from s10.run_lock import LOCK, run_folder_lock
+from tests.conftest import RECORDED_RUN, ROOT, comparable, kill_in_epoch_2, run_cli, train_command
 
 # an in-process run of one short epoch on the given LRs
 SHORT = ["--epochs", "1", "--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5"]
@@ -50,6 +56,8 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_data, recorded_r
     # a second process with the same seed: the same sweep, LRs and first epoch, to the last bit
     assert (partial["lr_finder"], partial["lr_max"]) == (expected["lr_finder"], expected["lr_max"])
     assert comparable(partial) == comparable(expected)[:1]
+    # the killed run's lock file stays behind, naming a process that is gone: it must not block
+    assert (killed / LOCK).read_text().strip().isdigit()
 
     resumed = run_cli("--resume", killed)
     assert resumed.returncode == 0, resumed.stderr
@@ -57,6 +65,43 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tiny_data, recorded_r
     got = json.loads((killed / "metrics.json").read_text())
     assert got["complete"] and got["lrs"] == expected["lrs"]
     assert comparable(got) == comparable(expected)  # same batches, same dropout: same numbers
+    assert not (killed / LOCK).exists()
+
+
+def files(folder):
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_a_second_process_on_a_folder_in_use_stops_and_touches_nothing(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen(train_command("--data-dir", tiny_data, *SHORT, "--no-amp", "--out", out), cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not ((out / LOCK).exists() and (out / LOCK).read_text().strip() == str(first.pid)):
+            assert first.poll() is None and time.time() < deadline, "the first run never took the lock"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGSTOP)  # it holds the folder, at whatever step it has reached
+        before = files(out)
+        for second in (["--data-dir", tiny_data, *SHORT, "--out", out], ["--resume", out]):
+            refused = run_cli(*second)
+            assert refused.returncode == 2 and refused.stdout == ""
+            assert refused.stderr.startswith(f"error: {out} is in use by process {first.pid},")
+            assert refused.stderr.count("\n") == 1
+            assert files(out) == before
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(timeout=300) == 0
+    assert json.loads((out / "metrics.json").read_text())["complete"] and not (out / LOCK).exists()
+
+
+def test_seeds_lock_every_seed_folder_before_any_work(tiny_data, tmp_path, capsys):
+    out = tmp_path / "series"
+    with run_folder_lock(out / "seed2"):  # as another process running seed 2 would
+        assert train.main(["--data-dir", str(tiny_data), *SHORT, "--seeds", "3", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out / 'seed2'} is in use by process {os.getpid()},")
+        assert sorted(p.name for p in out.iterdir()) == ["seed2"]  # seed 1 was locked, then let go
 
 
 def test_resume_refuses_conflicting_flags_and_out_refuses_a_run_folder(recorded_run, tiny_data, capsys):
@@ -107,6 +152,7 @@ def test_bad_settings_get_one_clear_message(tiny_data, tmp_path, capsys, flags, 
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()  # the folder its lock made is gone again
 
 
 def test_bf16_on_a_cpu_without_it_is_refused_before_the_data_is_read(tmp_path, monkeypatch, capsys):

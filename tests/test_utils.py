@@ -1,4 +1,4 @@
-"""The notebook's helpers in utils.py: the results table."""
+"""The notebook's helpers in utils.py: the results table; no library name pytest would collect."""
 import utils
 
 
@@ -26,3 +26,15 @@ def test_the_lr_finder_cell_shows_a_line_when_no_sweep_ran(tmp_path, capsys):
     sweep = {"lrs": [1e-5, 1e-4, 1e-3, 1e-2], "losses": [2.3, 2.2, 1.9, 2.5]}
     assert utils.show_lr_finder(sweep, 1e-3, 1e-5, tmp_path / "lr_finder.png") is not None
     assert (tmp_path / "lr_finder.png").exists()
+
+
+def test_no_library_function_is_named_like_a_test():
+    # pytest collects a function named test_* wherever a test module imports it by name
+    import importlib
+    import pkgutil
+
+    import s10
+    modules = [utils] + [importlib.import_module(f"s10.{m.name}") for m in pkgutil.iter_modules(s10.__path__)]
+    named = [f"{m.__name__}.{name}" for m in modules for name, value in vars(m).items()
+             if name.startswith("test") and callable(value)]
+    assert named == []

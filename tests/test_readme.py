@@ -1,0 +1,109 @@
+"""Every shell command the README gives runs as written: each line of its ```bash blocks and each
+inline `python ...` or `pip ...` it quotes.
+
+How each is checked (COMMANDS below, by its first words):
+- run as written: the converter (in a scratch folder holding a tiny JPEG archive under the name
+  the README gives), seeds.py on the committed records, `pip install` (as --dry-run --no-index:
+  every requirement must already be installed, nothing is fetched);
+- a training run is parsed, not run: train.py's parser reads the flags and the config they make
+  is validated (the suite's other tests run train.py itself on small data);
+- check_fit.py, check_precision.py and bench.py need a finished run or minutes of timing: they are
+  started with --help appended, which parses the flags before it;
+- the test command is this suite: it is not started again here; .ci/run must run exactly it.
+"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import train
+import utils
+from tests.conftest import ROOT, write_jpeg_archive
+
+README = (ROOT / "README.md").read_text()
+
+
+def readme_commands():
+    """Each command of the README's ```bash blocks (comments dropped) and inline code spans."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        commands += [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+    commands += re.findall(r"`((?:python|pip) [^`]+)`", README)
+    return list(dict.fromkeys(commands))  # each once, in order
+
+
+def run(command, cwd=ROOT):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(command, shell=True, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def parse_training_run(command, tmp_path):
+    try:
+        args = train.build_parser().parse_args(command.split()[2:])
+    except SystemExit as e:  # argparse's way out, after --help or on a flag it does not know
+        assert e.code == 0 and command.endswith("--help"), f"{command!r} does not parse"
+        return
+    utils.validate_config(utils.Config(**train.given_settings(args)))
+
+
+def with_help(command, tmp_path):
+    done = run(f"{command} --help")
+    assert done.returncode == 0 and done.stdout.startswith("usage:"), done.stderr
+
+
+def convert(command, tmp_path):
+    archive = command.split()[3]
+    write_jpeg_archive(tmp_path / archive)
+    done = run(command, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / command.split()[4] / "cifar-10-batches-py" / "test_batch").is_file()
+
+
+def summarise_seeds(command, tmp_path):
+    summary = ROOT / command.split()[2] / "summary.json"
+    before = summary.read_bytes()
+    try:
+        done = run(command)
+        assert done.returncode == 0, done.stderr
+        assert "| mean ± std [min, max] | n=3 |" in done.stdout
+        assert summary.read_bytes() == before  # it rewrites the committed summary as it stands
+    finally:
+        summary.write_bytes(before)
+
+
+def pip_install(command, tmp_path):
+    done = run(command.replace("pip install", f"{sys.executable} -m pip install --dry-run --no-index"))
+    assert done.returncode == 0, done.stderr
+
+
+def the_suite(command, tmp_path):
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert [line for line in ci if "pytest" in line and not line.startswith("#")][-1] == command
+
+
+COMMANDS = {"python train.py": parse_training_run, "python check_fit.py": with_help,
+            "python check_precision.py": with_help, "python bench.py": with_help,
+            "python -m s10.cifar_jpeg": convert, "python seeds.py": summarise_seeds,
+            "pip install": pip_install, "python -m pytest": the_suite}
+
+
+def test_the_readme_gives_its_commands():
+    commands = readme_commands()
+    assert len(commands) >= 10 and "python -m pytest" in commands and "python train.py" in commands
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_the_readme_command_runs_as_written(command, tmp_path):
+    first = " ".join(command.split()[:3 if command.startswith("python -m") else 2])
+    assert first in COMMANDS, f"the README's {command!r}: add how to check it to COMMANDS"
+    COMMANDS[first](command, tmp_path)
+
+
+def test_the_docs_name_nothing_outside_the_repository():
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = path.read_text()
+        for pattern in (r"\bissues? \d+", r"~/", r"\.\./shared", r"/root/|/home/"):
+            assert not re.search(pattern, text), f"{path.name} has {re.search(pattern, text).group()!r}"
