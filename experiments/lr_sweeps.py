@@ -20,9 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from s10 import cifar, data, device as devices, engine, lr  # noqa: E402
-from s10.checkpoints import write_json  # noqa: E402
+from s10 import cifar, data, device as devices, lr  # noqa: E402
 from s10.config import Config  # noqa: E402
+from s10.recipe import Recipe  # noqa: E402
+from s10.record import write_json  # noqa: E402
 from s10.runs import git_commit  # noqa: E402
 
 SMOOTHING = 0.05  # torch-lr-finder's default smooth_f, which lr_range_test keeps
@@ -46,15 +47,14 @@ def sweep_seed(cfg, images, device):
     """One seed's sweep, built as train.run builds the run before its finder."""
     devices.seed_everything(cfg.seed)
     train_loader, _, _, _ = data.make_loaders(images, cfg, device)
-    model = engine.build_model(cfg, device)
-    optimizer = engine.make_optimizer(model, cfg)
+    recipe = Recipe(cfg, device)
     started = time.perf_counter()
-    sweep = lr.lr_range_test(model, optimizer, engine.make_criterion(cfg), train_loader, device,
-                             cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
-                             amp_dtype=devices.autocast_dtype(cfg, device))
+    sweep = lr.lr_range_test(recipe.model, recipe.optimizer, recipe.criterion, train_loader, device,
+                             cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps, amp_dtype=recipe.amp_dtype)
     seconds = time.perf_counter() - started
     lr_max, lr_min, notes = lr.suggest_lrs(sweep["lrs"], sweep["losses"], lr_max_factor=cfg.lr_max_factor)
-    return {"seed": cfg.seed, "lr_max": lr_max, "lr_min": lr_min, "notes": notes,
+    return {"seed": cfg.seed, "precision": devices.precision_name(recipe.amp_dtype),
+            "lr_max": lr_max, "lr_min": lr_min, "notes": notes,
             "lrs": sweep["lrs"], "losses": sweep["losses"], "raw_losses": raw_losses(sweep["losses"]),
             "seconds": round(seconds, 1)}
 
@@ -87,7 +87,6 @@ def main(argv=None):
                      finder_end_lr=args.end_lr, finder_steps=args.steps, subset=args.subset)
         record = sweep_seed(cfg, images, device)
         record.update(device=devices.device_name(device), data=args.data_label or images["source"], commit=commit,
-                      precision=devices.precision_name(devices.autocast_dtype(cfg, device)),
                       sweep={"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps,
                              "subset": args.subset})
         write_json(path, record)
