@@ -5,8 +5,8 @@ import json
 import math
 from pathlib import Path
 
-import nbformat
 import pytest
+from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
 import utils
@@ -44,12 +44,10 @@ def test_the_chosen_setting_reaches_the_notebooks_config_through_papermill():
     command = regularisation.notebook_command("wd5e-4_do0_ls01", "runs/x/test/seed1")
     assert command[1:5] == ["-m", "papermill", "S10.ipynb", "S10.ipynb"]
     parameters = json.loads(command[command.index("-y") + 1])  # YAML, written as JSON
-    notebook = parameterize_notebook(nbformat.read(Path(__file__).parents[1] / "S10.ipynb", as_version=4),
-                                     parameters)
+    notebook = parameterize_notebook(load_notebook_node(str(Path(__file__).parents[1] / "S10.ipynb")), parameters)
     namespace = {}
     for cell in notebook.cells:  # the parameters cell, then the one papermill injects after it
-        tags = cell.metadata.get("tags", [])
-        if "parameters" in tags or "injected-parameters" in tags:
+        if {"parameters", "injected-parameters"} & set(cell.metadata.tags):
             exec(cell.source, namespace)
     cfg = utils.notebook_config(namespace["smoke"], namespace["settings"])
     assert (cfg.weight_decay, cfg.dropout, cfg.label_smoothing) == (5e-4, 0.0, 0.1)
