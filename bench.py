@@ -21,7 +21,7 @@ from s10 import engine
 from s10.config import Config
 from s10.data import make_loaders, resolve_loader
 from s10.device import autocast, device_name, get_device, precision_name
-from s10.lr import FALLBACK_LR_MAX, FALLBACK_RATIO
+from s10.lr_rules import FALLBACK_LR_MAX, FALLBACK_RATIO
 from s10.recipe import Recipe, build_model
 
 # dense bf16/fp16 tensor-core peaks from the vendors' data sheets, in FLOP/s

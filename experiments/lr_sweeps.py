@@ -6,7 +6,7 @@ from seed to seed.
 
 Each seed builds the run's recipe exactly as train.py does (its own initial weights, its own
 batches) and sweeps the full training set. DIR/seed<k>.json holds the sweep's LRs, its smoothed
-and raw losses and the picks; a seed whose file exists is skipped, so the same command again
+and raw losses (with --repeats, the average of several sweeps) and the picks of the rule in use; a seed whose file exists is skipped, so the same command again
 continues an interrupted series. DIR/summary.json holds every seed's picks and their spread
 (max/min over the seeds).
 """
@@ -16,26 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from s10 import cifar, data, device as devices, lr  # noqa: E402
 from s10.config import Config  # noqa: E402
+from s10.lr_rules import RULES  # noqa: E402
 from s10.recipe import Recipe  # noqa: E402
 from s10.record import write_json  # noqa: E402
 from s10.runs import git_commit  # noqa: E402
-
-SMOOTHING = 0.05  # torch-lr-finder's default smooth_f, which lr_range_test keeps
-
-
-def raw_losses(smoothed, smooth_f=SMOOTHING):
-    """Undo torch-lr-finder's exponential smoothing: its first loss is raw, each later one is
-    smooth_f * raw + (1 - smooth_f) * previous smoothed."""
-    s = np.asarray(smoothed, dtype=float)
-    raw = s.copy()
-    raw[1:] = (s[1:] - (1 - smooth_f) * s[:-1]) / smooth_f
-    return raw.tolist()
 
 
 def parse_seeds(text):
@@ -44,19 +32,20 @@ def parse_seeds(text):
 
 
 def sweep_seed(cfg, images, device):
-    """One seed's sweep, built as train.run builds the run before its finder."""
+    """One seed's sweep (cfg.finder_repeats of them, averaged), built as train.run builds the run
+    before its finder, and the picks of cfg.finder_rule."""
     devices.seed_everything(cfg.seed)
     train_loader, _, _, _ = data.make_loaders(images, cfg, device)
     recipe = Recipe(cfg, device)
     started = time.perf_counter()
     sweep = lr.lr_range_test(recipe.model, recipe.optimizer, recipe.criterion, train_loader, device,
-                             cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps, amp_dtype=recipe.amp_dtype)
+                             cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
+                             amp_dtype=recipe.amp_dtype, repeats=cfg.finder_repeats)
     seconds = time.perf_counter() - started
-    lr_max, lr_min, notes = lr.suggest_lrs(sweep["lrs"], sweep["losses"], lr_max_factor=cfg.lr_max_factor)
+    lr_max, lr_min, notes, _ = RULES[cfg.finder_rule](sweep, lr_max_factor=cfg.lr_max_factor)
     return {"seed": cfg.seed, "precision": devices.precision_name(recipe.amp_dtype),
-            "lr_max": lr_max, "lr_min": lr_min, "notes": notes,
-            "lrs": sweep["lrs"], "losses": sweep["losses"], "raw_losses": raw_losses(sweep["losses"]),
-            "seconds": round(seconds, 1)}
+            "lr_max": lr_max, "lr_min": lr_min, "rule": cfg.finder_rule, "notes": notes,
+            **sweep, "seconds": round(seconds, 1)}
 
 
 def spread(values):
@@ -71,6 +60,8 @@ def main(argv=None):
     parser.add_argument("--start-lr", type=float, default=Config.finder_start_lr)
     parser.add_argument("--end-lr", type=float, default=Config.finder_end_lr)
     parser.add_argument("--steps", type=int, default=Config.finder_steps)
+    parser.add_argument("--repeats", type=int, default=Config.finder_repeats,
+                        help="sweeps per seed, their raw losses averaged")
     parser.add_argument("--subset", type=int, help="sweep the first N training images (a quick check)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--data-label", help="how the records name the data (default: where it was read)")
@@ -83,12 +74,12 @@ def main(argv=None):
         path = args.out / f"seed{seed}.json"
         if path.exists():
             continue
-        cfg = Config(seed=seed, data_dir=args.data_dir, finder_start_lr=args.start_lr,
-                     finder_end_lr=args.end_lr, finder_steps=args.steps, subset=args.subset)
+        cfg = Config(seed=seed, data_dir=args.data_dir, finder_start_lr=args.start_lr, finder_end_lr=args.end_lr,
+                     finder_steps=args.steps, finder_repeats=args.repeats, subset=args.subset)
         record = sweep_seed(cfg, images, device)
         record.update(device=devices.device_name(device), data=args.data_label or images["source"], commit=commit,
                       sweep={"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps,
-                             "subset": args.subset})
+                             "repeats": args.repeats, "subset": args.subset})
         write_json(path, record)
         print(f"seed {seed}: LR_max {record['lr_max']:.3e}, LR_min {record['lr_min']:.3e}, "
               f"{len(record['lrs'])} steps, {record['seconds']:.0f} s", flush=True)

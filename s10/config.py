@@ -3,6 +3,8 @@ it), the checks that refuse settings which cannot work, and the errors a user ca
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from s10.lr_rules import RULES
+
 
 class S10Error(Exception):
     """An error the user can fix: the message says what is wrong and what to do."""
@@ -27,6 +29,7 @@ class SaveError(S10Error):
 LOADERS = ("auto", "albumentations", "device")
 
 
+
 def setting(default, help, shown=None):
     """A Config field with its help text for train.py's --help; `shown`: how the default reads
     there, where the value itself does not (5/24, not 0.20833333333333334)."""
@@ -48,6 +51,8 @@ class Config:
                                        "at the end of epoch 5 of 24", shown="5/24")
     dropout: float = setting(0.05, "dropout after every conv; small, as cutout already regularises")
     weight_decay: float = setting(0.0, "Adam's weight decay (L2); 0 is plain Adam, as the assignment asks")
+    decay_norm_and_bias: bool = setting(True, "weight decay also on BatchNorm weights and biases; "
+                                              "--no-decay-norm-and-bias leaves them undecayed")
     label_smoothing: float = setting(0.0, "CrossEntropyLoss's label smoothing, in [0, 1): still the "
                                           "assignment's loss")
     cutout_p: float = setting(1.0, "chance of the 8x8 hole in each training image; 1 cuts one in every image")
@@ -65,6 +70,11 @@ class Config:
     finder_start_lr: float = setting(1e-7, "the LR finder's first LR")
     finder_end_lr: float = setting(10.0, "the LR finder's last LR")
     finder_steps: int = setting(100, "steps of the LR finder's exponential sweep")
+    finder_repeats: int = setting(1, "LR sweeps from the same weights, each on its own batches, their "
+                                     "losses averaged before the rule reads them")
+    finder_rule: str = setting("ema-min", "how LR_max and LR_min are read off the sweep: "
+                                          "ema-min (the finder's smoothed minimum) or a lag-free rule "
+                                          "of s10/lr_rules.py (docs/lr_finder.md)")
     seed: int = setting(1, "seeds Python, numpy and torch; each epoch reseeds from (seed, epoch)")
     device: str = setting("auto", "auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
     workers: int | None = setting(None, "DataLoader worker processes",
@@ -96,7 +106,8 @@ def eval_set(cfg):
 def validate_config(cfg):
     """Raise ConfigError naming the first setting that cannot work. The device is checked where
     it is chosen, by device.get_device."""
-    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "finder_steps": cfg.finder_steps}
+    positive = {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "finder_steps": cfg.finder_steps,
+                "finder_repeats": cfg.finder_repeats}
     for name, value in positive.items():
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
@@ -128,5 +139,7 @@ def validate_config(cfg):
         raise ConfigError(f"val_split must be a whole number of images >= 0, got {cfg.val_split!r}")
     if cfg.workers is not None and cfg.workers < 0:
         raise ConfigError(f"workers must be >= 0, got {cfg.workers!r}")
+    if cfg.finder_rule not in RULES:
+        raise ConfigError(f"finder_rule must be one of {', '.join(RULES)}, got {cfg.finder_rule!r}")
     if cfg.loader not in LOADERS:
         raise ConfigError(f"loader must be one of {', '.join(LOADERS)}, got {cfg.loader!r}")

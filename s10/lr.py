@@ -1,28 +1,24 @@
-"""The learning rates: the LR range test (torch-lr-finder), the rule that reads LR_max and LR_min
-off its curve, the choice between a checkpoint's, the config's and the finder's LRs, and the
-One Cycle schedule."""
+"""The learning rates: the LR range test (torch-lr-finder), the choice between a checkpoint's, the
+config's and the finder's LRs (read off the sweep by a rule of s10.lr_rules), and the One Cycle
+schedule."""
 import contextlib
 import functools
 import io
 import sys
 import warnings
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from s10.config import Config
 from s10.device import make_grad_scaler
+from s10.lr_rules import RULES, average_sweeps, finder_smoothing, unsmooth
 
 with warnings.catch_warnings():
     # torch-lr-finder imports tqdm.autonotebook, which warns that it is experimental
     warnings.simplefilter("ignore")
     from torch_lr_finder import LRFinder, lr_finder
-
-FALLBACK_LR_MAX = 1e-3  # Adam's usual default, used only when the sweep gives no usable curve
-FALLBACK_RATIO = 100    # LR_max / LR_min when the curve gives no separate LR_min
-
 
 @contextlib.contextmanager
 def attribute_set(owner, name, value):
@@ -37,13 +33,27 @@ def attribute_set(owner, name, value):
 
 
 def lr_range_test(model, optimizer, criterion, loader, device, start_lr=Config.finder_start_lr,
-                  end_lr=Config.finder_end_lr, steps=Config.finder_steps, amp_dtype=None):
+                  end_lr=Config.finder_end_lr, steps=Config.finder_steps, amp_dtype=None, repeats=1):
     """Exponential LR sweep with torch-lr-finder on `loader` (training data only), under the
-    same mixed precision (`amp_dtype`) as training.
+    same mixed precision (`amp_dtype`) as training; `repeats` sweeps from the same weights, each
+    on its own batches, their raw losses averaged (cut to the shortest).
 
-    Returns {"lrs": [...], "losses": [...]} (losses smoothed by the finder). The model and
+    Returns {"lrs", "losses" (smoothed as the finder smooths), "raw_losses"}. The model and
     optimizer are restored to their state before the sweep.
     """
+    sweeps = []
+    for _ in range(repeats):
+        losses_lrs = _one_sweep(model, optimizer, criterion, loader, device, start_lr, end_lr, steps, amp_dtype)
+        sweeps.append({"lrs": losses_lrs[1], "losses": losses_lrs[0],
+                       "raw_losses": unsmooth(losses_lrs[0]).tolist()})
+    if repeats == 1:
+        return sweeps[0]
+    lrs, raw = average_sweeps(sweeps)
+    return {"lrs": lrs.tolist(), "losses": finder_smoothing(raw), "raw_losses": raw.tolist()}
+
+
+def _one_sweep(model, optimizer, criterion, loader, device, start_lr, end_lr, steps, amp_dtype):
+    """(smoothed losses, lrs) of one torch-lr-finder range test; the model and optimizer restored."""
     amp = {} if amp_dtype is None else {
         "amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": amp_dtype},
         "grad_scaler": make_grad_scaler(amp_dtype, device)}
@@ -64,37 +74,7 @@ def lr_range_test(model, optimizer, criterion, loader, device, start_lr=Config.f
                               step_mode="exp", diverge_th=5)
     finally:
         finder.reset()
-    return {"lrs": list(map(float, finder.history["lr"])), "losses": list(map(float, finder.history["loss"]))}
-
-
-def suggest_lrs(lrs, losses, drop=0.1, lr_max_factor=1.0):
-    """(lr_max, lr_min, notes) read off a range test's smoothed loss curve.
-
-    LR_max: `lr_max_factor` x the LR at the lowest loss. The default, 1, takes the lowest point
-            itself; 0.1 is fastai's more cautious rule, where the loss still falls steeply.
-    LR_min: the first LR at which the loss has covered `drop` (10%) of its fall from the start
-            of the sweep to its lowest point: where training starts to make progress.
-    Fallbacks, each named in `notes`: no usable curve (diverged at once, too few finite points)
-    gives LR_max = 1e-3; an LR_min not below LR_max gives LR_min = LR_max / 100.
-    """
-    lrs, losses = np.asarray(lrs, dtype=float), np.asarray(losses, dtype=float)
-    finite = np.isfinite(losses)
-    end = len(losses) if finite.all() else int(np.argmin(finite))  # stop at the first NaN/inf
-    lrs, losses, notes = lrs[:end], losses[:end], []
-    best = int(np.argmin(losses)) if end else 0
-    if end < 5 or best == 0:
-        notes.append(f"the LR sweep gave no usable curve ({end} finite points, lowest loss at "
-                     f"step {best}): falling back to LR_max = {FALLBACK_LR_MAX:g}")
-        lr_max = FALLBACK_LR_MAX
-        return lr_max, lr_max / FALLBACK_RATIO, notes
-    lr_max = lrs[best] * lr_max_factor
-    target = losses[0] - drop * (losses[0] - losses[best])
-    lr_min = lrs[int(np.argmax(losses[:best + 1] <= target))]
-    if lr_min >= lr_max:
-        notes.append(f"the curve's LR_min ({lr_min:.2e}) is not below LR_max ({lr_max:.2e}): "
-                     f"using LR_max / {FALLBACK_RATIO}")
-        lr_min = lr_max / FALLBACK_RATIO
-    return float(lr_max), float(lr_min), notes
+    return list(map(float, finder.history["loss"])), list(map(float, finder.history["lr"]))
 
 
 def choose_lrs(cfg, recipe, loader, checkpoint=None, log=print):
@@ -106,14 +86,17 @@ def choose_lrs(cfg, recipe, loader, checkpoint=None, log=print):
         return record.lr_max, record.lr_min, record.lr_finder
     if cfg.lr_max is not None:
         return cfg.lr_max, cfg.lr_min, None
-    log(f"LR finder: {cfg.finder_steps} steps from {cfg.finder_start_lr:g} to {cfg.finder_end_lr:g}")
+    times = f", {cfg.finder_repeats} sweeps averaged" if cfg.finder_repeats > 1 else ""
+    log(f"LR finder: {cfg.finder_steps} steps from {cfg.finder_start_lr:g} to {cfg.finder_end_lr:g}{times}; "
+        f"rule {cfg.finder_rule}")
     sweep = lr_range_test(recipe.model, recipe.optimizer, recipe.criterion, loader, recipe.device,
-                          cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps, amp_dtype=recipe.amp_dtype)
-    lr_max, lr_min, notes = suggest_lrs(sweep["lrs"], sweep["losses"], lr_max_factor=cfg.lr_max_factor)
+                          cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
+                          amp_dtype=recipe.amp_dtype, repeats=cfg.finder_repeats)
+    lr_max, lr_min, notes, reading = RULES[cfg.finder_rule](sweep, lr_max_factor=cfg.lr_max_factor)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     log(f"LR_max = {lr_max:.3e}, LR_min = {lr_min:.3e}")
-    return lr_max, lr_min, {**sweep, "notes": notes}
+    return lr_max, lr_min, {**sweep, "rule": cfg.finder_rule, "notes": notes, "reading": reading}
 
 
 def make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch, pct_start):

@@ -7,7 +7,8 @@ from models.resnet import ResNet
 from s10.data import epoch_seed, reseed_loader
 from s10.device import autocast_dtype, make_grad_scaler, maybe_compile
 from s10.engine import evaluate, predict, train_one_epoch
-from s10.lr import FALLBACK_LR_MAX, make_scheduler
+from s10.lr import make_scheduler
+from s10.lr_rules import FALLBACK_LR_MAX
 
 
 def build_model(cfg, device):
@@ -29,8 +30,15 @@ EVAL_CRITERION = torch.nn.CrossEntropyLoss()
 
 
 def make_optimizer(model, cfg):
-    """Adam. Its LR here is a placeholder: the LR finder and then One Cycle set every step's."""
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr_min or FALLBACK_LR_MAX, weight_decay=cfg.weight_decay)
+    """Adam. Its LR here is a placeholder: the LR finder and then One Cycle set every step's. With
+    cfg.decay_norm_and_bias off, its weight decay skips the BatchNorm weights and the biases
+    (every parameter of one dimension)."""
+    params = model.parameters()
+    if not cfg.decay_norm_and_bias:
+        flat = [p for p in model.parameters() if p.ndim <= 1]
+        params = [{"params": [p for p in model.parameters() if p.ndim > 1]},
+                  {"params": flat, "weight_decay": 0.0}]
+    return torch.optim.Adam(params, lr=cfg.lr_min or FALLBACK_LR_MAX, weight_decay=cfg.weight_decay)
 
 
 class Recipe:

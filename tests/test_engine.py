@@ -11,7 +11,7 @@ from s10.device import seed_everything
 from s10.engine import evaluate, format_eval_line, train_one_epoch
 from s10.lr import make_scheduler
 from s10.recipe import make_optimizer
-from tests.conftest import CPU
+from tests.conftest import CPU, TinyNet
 
 
 def test_a_few_training_steps_reduce_the_loss(tiny_data):
@@ -58,3 +58,20 @@ def test_the_evaluation_line_names_the_set_it_measured():
     assert format_eval_line(result, "test") == "Test set: Average loss: 0.5000, Accuracy: 3/4 (75.00%)"
     line = format_eval_line({**result, "acc_tta": 100.0}, "validation")
     assert line == "Validation set: Average loss: 0.5000, Accuracy: 3/4 (75.00%), with flip TTA: 100.00%"
+
+
+@pytest.mark.parametrize("decay_norm_and_bias", [True, False])
+def test_weight_decay_can_skip_batchnorm_weights_and_biases(decay_norm_and_bias):
+    model = TinyNet()
+    cfg = Config(weight_decay=1e-2, decay_norm_and_bias=decay_norm_and_bias, lr_max=0.1, lr_min=0.1)
+    optimizer = make_optimizer(model, cfg)
+    with torch.no_grad():  # no parameter at zero, where decay would not move it
+        for p in model.parameters():
+            p.add_(0.1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    (0 * model(torch.rand(4, 3, 32, 32)).sum()).backward()  # zero gradients: only the decay moves a weight
+    optimizer.step()
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    flat = {name for name, p in model.named_parameters() if p.ndim == 1}  # BatchNorm and Linear biases
+    assert flat == {"layers.1.weight", "layers.1.bias", "layers.6.bias"}
+    assert moved == set(before) if decay_norm_and_bias else moved == set(before) - flat

@@ -10,9 +10,10 @@ import torch
 import train
 from s10 import lr
 from s10.cifar import load_cifar10
-from s10.config import Config
+from s10.config import Config, ConfigError, validate_config
 from s10.data import make_loaders
-from s10.lr import FALLBACK_LR_MAX, FALLBACK_RATIO, choose_lrs, lr_range_test, suggest_lrs
+from s10.lr import choose_lrs, lr_range_test
+from s10.lr_rules import FALLBACK_LR_MAX, FALLBACK_RATIO, finder_smoothing, read_curve, suggest_lrs
 from s10.recipe import make_optimizer
 from tests.conftest import CPU, TinyNet, scheduled_lrs
 
@@ -65,7 +66,40 @@ def test_the_lr_max_factor_flag_reaches_the_finders_pick(tiny_data, monkeypatch,
     cfg, _, _ = train.resolve_run(train.build_parser().parse_args(flags))
     lr_max, lr_min, finder = choose_lrs(cfg, NO_RECIPE, None, log=lambda line: None)
     assert lr_max == pytest.approx(lrs[7] * float(factor or 1)) and lr_min == pytest.approx(lrs[3])
-    assert finder == {"lrs": lrs, "losses": losses, "notes": []}
+    assert finder == {"lrs": lrs, "losses": losses, "rule": "ema-min", "notes": [], "reading": None}
+
+
+def test_a_lag_free_rule_reads_the_raw_losses(monkeypatch):
+    lrs = list(np.logspace(-7, 1, 81))
+    raw = list(2.3 - np.clip(np.log10(lrs) + 5, 0, 2) * 0.6 + np.clip(np.log10(lrs) + 2, 0, None) * 2)
+    sweep = {"lrs": lrs, "losses": [2.3] * 81, "raw_losses": raw}  # the smoothed curve is flat
+    monkeypatch.setattr(lr, "lr_range_test", lambda *args, **kwargs: sweep)
+    cfg = Config(finder_rule="cliff1.3-b0.4")
+    lr_max, lr_min, finder = choose_lrs(cfg, NO_RECIPE, None, log=lambda line: None)
+    expected = read_curve(lrs, raw, bandwidth=0.4, rise=1.3)
+    assert (lr_max, lr_min, finder["notes"], finder["reading"]) == expected
+    assert finder["rule"] == "cliff1.3-b0.4"
+
+
+def test_repeated_sweeps_average_the_raw_losses_of_single_sweeps(tiny_data):
+    cfg = Config(batch_size=50, workers=0)
+    data = load_cifar10(tiny_data, download=False)
+
+    def sweeps(repeats_each, times):
+        torch.manual_seed(0)
+        loader = make_loaders(data, cfg, CPU)[0]  # seeded: the same batches each call
+        model = TinyNet()
+        optimizer = make_optimizer(model, cfg)
+        return [lr_range_test(model, optimizer, torch.nn.CrossEntropyLoss(), loader, CPU, 1e-4, 1.0, 6,
+                              repeats=repeats_each) for _ in range(times)]
+
+    averaged, = sweeps(2, 1)
+    first, second = sweeps(1, 2)
+    assert first["raw_losses"] != second["raw_losses"]  # each sweep on its own batches
+    n = min(len(first["raw_losses"]), len(second["raw_losses"]))
+    np.testing.assert_allclose(averaged["raw_losses"],
+                               (np.array(first["raw_losses"][:n]) + second["raw_losses"][:n]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(averaged["losses"], finder_smoothing(averaged["raw_losses"]), rtol=1e-12)
 
 
 def test_a_fallback_is_a_python_warning_in_the_notebook(monkeypatch):
@@ -132,3 +166,10 @@ def test_one_cycle_step_by_step_against_hand_computation():
 def test_schedule_of_the_real_run_peaks_at_the_end_of_epoch_5():
     lrs = scheduled_lrs(1e-2, 1e-4, 24, 98)
     assert int(np.argmax(lrs)) == 5 * 98 - 1
+
+
+@pytest.mark.parametrize("settings, message", [({"finder_rule": "steepest"}, "finder_rule must be one of ema-min, "),
+                                               ({"finder_repeats": 0}, "finder_repeats must be a positive")])
+def test_finder_settings_that_cannot_work_are_refused(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(Config(**settings))

@@ -10,7 +10,7 @@ from s10 import cifar, lr
 from s10.recipe import Recipe
 from s10.record import load_checkpoint
 from s10.config import Config, DataError, DivergedError
-from s10.lr import suggest_lrs
+from s10.lr_rules import suggest_lrs
 from tests.conftest import RECORDED_RUN, comparable, kill_in_epoch_2, run_cli
 
 # an in-process run of one short epoch on the given LRs

@@ -1,0 +1,141 @@
+"""The rules that read a sweep's raw losses (s10.lr_rules): the raw losses recovered from
+torch-lr-finder's smoothing, smoothing without lag, the halfway and cliff points, the fallbacks;
+and the script that measures each rule's spread over seeds."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from s10.cifar import load_cifar10
+from s10.config import Config
+from s10.data import make_loaders
+from s10.lr_rules import (FALLBACK_LR_MAX, FALLBACK_RATIO, RULES, average_sweeps, crossing, finder_smoothing,
+                          read_curve, smooth_over_log_lr, unsmooth)
+from s10.recipe import make_optimizer
+from tests.conftest import CPU, TinyNet
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("finder_rules", ROOT / "experiments" / "finder_rules.py")
+finder_rules = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(finder_rules)
+
+
+def sweep_history(tiny_data, smooth_f):
+    """torch-lr-finder's own history of a short sweep, the same batches and weights each call."""
+    from torch_lr_finder import LRFinder
+    torch.manual_seed(0)
+    cfg = Config(batch_size=50, workers=0)
+    loader = make_loaders(load_cifar10(tiny_data, download=False), cfg, CPU)[0]
+    model = TinyNet()
+    finder = LRFinder(model, make_optimizer(model, cfg), torch.nn.CrossEntropyLoss(), device=CPU)
+    finder.range_test(loader, start_lr=1e-4, end_lr=1.0, num_iter=8, smooth_f=smooth_f, diverge_th=1e9)
+    return finder.history["loss"]
+
+
+def test_unsmooth_recovers_the_finders_raw_losses(tiny_data):
+    # the oracle: the finder itself, asked for no smoothing on the same sweep
+    raw, smoothed = sweep_history(tiny_data, 0.0), sweep_history(tiny_data, 0.05)
+    assert raw != smoothed
+    np.testing.assert_allclose(unsmooth(smoothed), raw, rtol=1e-9)
+    np.testing.assert_allclose(finder_smoothing(raw), smoothed, rtol=1e-12)
+
+
+def test_gaussian_smoothing_keeps_a_line_and_does_not_lag():
+    lrs = np.logspace(-6, 0, 121)  # 20 points per decade
+    x = np.log10(lrs)
+    line = smooth_over_log_lr(lrs, 3.0 - 0.2 * x, bandwidth=0.2)
+    inner = (x > -6 + 1.0) & (x < -1.0)  # five bandwidths from either end
+    np.testing.assert_allclose(line[inner], (3.0 - 0.2 * x)[inner], rtol=1e-6)
+    valley = smooth_over_log_lr(lrs, np.abs(x + 3.0), bandwidth=0.3)
+    assert x[np.argmin(valley)] == pytest.approx(-3.0)  # an EMA would move it to larger LRs
+    ema = finder_smoothing(np.abs(x + 3.0))
+    assert x[np.argmin(ema)] > -3.0 + 0.5
+
+
+def test_crossing_interpolates_in_log_lr():
+    lrs = [1e-3, 1e-2, 1e-1]
+    assert crossing(lrs, [2.0, 1.0, 3.0], 1.5, falling=True) == pytest.approx(10 ** -2.5)
+    assert crossing(lrs, [2.0, 1.0, 3.0], 2.0, falling=False) == pytest.approx(10 ** -1.5)
+    assert crossing(lrs, [2.0, 1.0, 3.0], 0.5, falling=True) is None
+
+
+def piecewise_curve():
+    """Flat at 2.3 to 1e-5, falling linearly in log10(LR) to 1.0 at 1e-3, flat to 1e-2, then
+    rising by 2 per decade: halfway (1.65) at 1e-4, 1.3 x the bottom at 10^-1.85."""
+    lrs = np.logspace(-7, 1, 801)
+    x = np.log10(lrs)
+    losses = np.select([x <= -5, x <= -3, x <= -2], [2.3, 2.3 - 0.65 * (x + 5), 1.0], 1.0 + 2 * (x + 2))
+    return lrs, losses
+
+
+def test_read_curve_finds_the_halfway_point_and_the_cliff():
+    lrs, losses = piecewise_curve()
+    lr_max, lr_min, notes, reading = read_curve(lrs, losses, bandwidth=0.02, rise=1.3, min_divisor=3)
+    assert notes == []
+    assert reading["halfway_lr"] == pytest.approx(1e-4, rel=0.01)
+    assert lr_min == pytest.approx(1e-4 / 3, rel=0.01)
+    assert lr_max == reading["cliff_lr"] == pytest.approx(10 ** -1.85, rel=0.01)
+    by_min = read_curve(lrs, losses, bandwidth=0.02, lr_max_at="min")
+    assert 1e-3 <= by_min[0] <= 1e-2  # somewhere on the flat bottom
+
+
+def test_a_sweep_that_ends_before_the_cliff_takes_the_bottom_with_a_note():
+    lrs, losses = piecewise_curve()
+    keep = lrs <= 10 ** -2.5
+    lr_max, _, notes, _ = read_curve(lrs[keep], losses[keep], bandwidth=0.02)
+    assert 1e-3 <= lr_max <= 10 ** -2.5
+    assert len(notes) == 1 and "ended before" in notes[0]
+
+
+@pytest.mark.parametrize("losses", [[2.3] * 40, [2.3, 4.0, 9.0, 30.0] * 10, [2.3] * 5 + [float("nan")] * 35, []])
+def test_a_curve_with_no_fall_falls_back_with_a_note(losses):
+    lr_max, lr_min, notes, reading = read_curve(np.logspace(-7, 1, len(losses)), losses)
+    assert (lr_max, lr_min, reading) == (FALLBACK_LR_MAX, FALLBACK_LR_MAX / FALLBACK_RATIO, None)
+    assert len(notes) == 1 and "falling back" in notes[0]
+
+
+def test_average_sweeps_cuts_to_the_shortest():
+    lrs, raw = average_sweeps([{"lrs": [1, 2, 3], "raw_losses": [1.0, 2.0, 3.0]},
+                               {"lrs": [1, 2], "raw_losses": [3.0, 4.0]}])
+    assert lrs.tolist() == [1, 2] and raw.tolist() == [2.0, 3.0]
+
+
+def write_sweeps(folder, curves):
+    folder.mkdir()
+    for seed, (lrs, raw) in enumerate(curves, start=1):
+        (folder / f"seed{seed}.json").write_text(json.dumps(
+            {"seed": seed, "lrs": list(lrs), "losses": finder_smoothing(raw), "raw_losses": list(raw)}))
+    return folder
+
+
+def test_the_spread_of_a_rule_is_max_over_min_across_seeds(tmp_path, capsys):
+    lrs, losses = piecewise_curve()
+    shifted = [(lrs * factor, losses) for factor in (1.0, 1.1, 1.2)]  # the same curve, moved
+    folder = write_sweeps(tmp_path / "moved", shifted)
+    result = finder_rules.measure(finder_rules.load_sweeps(folder), RULES["cliff1.3-b0.4"])
+    assert result["lr_max_spread"] == pytest.approx(1.2, rel=1e-6)
+    assert result["lr_min_spread"] == pytest.approx(1.2, rel=1e-6)
+    assert finder_rules.passes(result)
+    finder_rules.main([str(folder), "--json", str(tmp_path / "rules.json")])
+    assert set(json.loads((tmp_path / "rules.json").read_text())["results"]["moved"]) == set(RULES)
+    assert "cliff1.3-b0.4" in capsys.readouterr().out
+
+
+def result(lr_max_spread, lr_min_spread=1.0):
+    return {"lr_max_spread": lr_max_spread, "lr_min_spread": lr_min_spread}
+
+
+def test_the_cheapest_passing_sweep_wins_then_the_smallest_spread():
+    results = {"one": {"a": result(1.4), "b": result(1.3)},
+               "two": {"a": result(1.2), "b": result(1.1)},
+               "four": {"a": result(1.05)}}
+    costs = {"one": 100, "two": 196, "four": 196}
+    assert finder_rules.choose(results, costs) == {"sweep": "four", "rule": "a", "passes": True}
+    results["four"]["a"] = result(1.05, lr_min_spread=1.6)  # LR_min fails
+    assert finder_rules.choose(results, costs) == {"sweep": "two", "rule": "b", "passes": True}
+    # none passes: the pair nearest the targets, marked as failing
+    failing = {"one": {"a": result(1.4), "b": result(1.3, 1.7)}}
+    assert finder_rules.choose(failing, {"one": 100}) == {"sweep": "one", "rule": "a", "passes": False}
