@@ -44,7 +44,9 @@ def test_it_evaluates_the_runs_model_on_the_images_it_trained_on(recorded_run, t
     trained_on = fit["training_images"]
     assert trained_on["total"] == 150
     assert trained_on["correct"] == int((logits.argmax(1) == targets).sum())
-    assert abs(trained_on["loss"] - torch.nn.functional.cross_entropy(logits, targets).item()) < 1e-4
+    # relative: float32 sums in another order (batches of 50, not one batch of 150) differ in the
+    # last bits, and a diverged tiny run's loss can be in the thousands
+    assert trained_on["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, targets).item(), rel=1e-5)
 
     # a bf16 run is checked in bf16, like its own evaluations
     real_read = record.RunRecord.from_dict
