@@ -1,8 +1,8 @@
 """pytest set-up for the notebook: `pytest --nbval S10.ipynb` runs it in its small mode.
 
 The kernel nbval starts inherits these variables: S10_SMOKE=1, data from $S10_STAND_IN (CI's
-CIFAR-10 stand-in) or else a small generated copy in the official layout, and temporary run
-and figure folders, so a test run never touches runs/ or the committed assets/.
+CIFAR-10 stand-in) or else a small generated copy in the official layout, and a temporary run
+folder (which holds the figures too), so a test run never touches runs/ or the committed assets/.
 """
 import os
 import tempfile
@@ -13,7 +13,6 @@ def pytest_configure(config):
     os.environ["S10_SMOKE"] = "1"
     scratch = Path(tempfile.mkdtemp(prefix="s10-notebook-"))
     os.environ["S10_RUN_DIR"] = str(scratch / "run")
-    os.environ["S10_FIGURES"] = str(scratch / "figures")
     stand_in = os.environ.get("S10_STAND_IN")
     if stand_in and (Path(stand_in) / "cifar-10-batches-py").is_dir():
         os.environ["S10_DATA"] = stand_in

@@ -1,105 +1,27 @@
-"""Repeated runs of one recipe over several seeds, and their summary.
+"""Summarise the seed runs in each folder (mean, std, min, max; plain and flip TTA).
 
-A result resting on one seed cannot tell a setting's effect from seed noise, so results are
-quoted as the mean and spread of the final accuracy over seeds (as airbench reports its runs).
+    python seeds.py DIR [DIR ...]
 
-    python seeds.py DIR [DIR ...]    # print and write the summary of finished run folders
-
-`train.py --seeds N --out DIR` trains seed folders DIR/seed1 ... DIR/seedN and writes
-DIR/summary.json with the same function.
+Writes DIR/summary.json; the summary itself is s10.seeds'.
 """
 import argparse
-import json
-import statistics
 import sys
 from pathlib import Path
 
-SUMMARY = "summary.json"
-
-
-def seed_dirs(out, first_seed, count):
-    """The run folder of each seed: out/seed<k> for k = first_seed .. first_seed + count - 1."""
-    return [Path(out) / f"seed{seed}" for seed in range(first_seed, first_seed + count)]
-
-
-def read_record(run_dir):
-    """The metrics.json of `run_dir`, or None where there is none yet (a run not started)."""
-    try:
-        return json.loads((Path(run_dir) / "metrics.json").read_text())
-    except FileNotFoundError:
-        return None
-
-
-def spread(values):
-    """Mean, sample standard deviation (0 for one value), min and max, rounded for reading."""
-    if not values:
-        return None
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"n": len(values), "mean": round(statistics.fmean(values), 3), "std": round(sd, 3),
-            "min": min(values), "max": max(values)}
-
-
-def summarize(run_dirs, relative_to=None):
-    """The summary of finished runs among `run_dirs`: each run's final accuracy (plain and with
-    flip TTA where measured) and their spread. Runs not finished are listed as such."""
-    runs, pending = [], []
-    for run_dir in map(Path, run_dirs):
-        name = str(run_dir.relative_to(relative_to)) if relative_to else str(run_dir)
-        record = read_record(run_dir)
-        if record is None or not record.get("complete"):
-            pending.append(name)
-            continue
-        last = record["epochs"][-1]
-        runs.append({"run": name, "seed": record["config"]["seed"], "epochs": last["epoch"],
-                     "final_acc": last["test_acc"], "final_acc_tta": last.get("test_acc_tta"),
-                     "best_acc": max(e["test_acc"] for e in record["epochs"]),
-                     "final_loss": last["test_loss"], "seconds": round(record["seconds"], 1),
-                     "evaluated_on": record.get("evaluated_on", "test set"),
-                     "device": record.get("device"), "precision": record.get("precision")})
-    evaluated_on = sorted({r["evaluated_on"] for r in runs})
-    tta = [r["final_acc_tta"] for r in runs if r["final_acc_tta"] is not None]
-    return {"evaluated_on": evaluated_on[0] if len(evaluated_on) == 1 else evaluated_on,
-            "runs": runs, "pending": pending,
-            "final_acc": spread([r["final_acc"] for r in runs]),
-            # only when every run measured it, so the two rows describe the same runs
-            "final_acc_tta": spread(tta) if len(tta) == len(runs) else None}
-
-
-def format_summary(summary):
-    """The summary as a small markdown table: one row per run, then mean ± std [min, max]."""
-    lines = ["| run | seed | final accuracy | with flip TTA | seconds |", "|---|---|---|---|---|"]
-    for r in summary["runs"]:
-        tta = "" if r["final_acc_tta"] is None else f"{r['final_acc_tta']:.2f}%"
-        lines.append(f"| {r['run']} | {r['seed']} | {r['final_acc']:.2f}% | {tta} | {r['seconds']:.0f} |")
-
-    def cell(s):
-        return "" if s is None else f"{s['mean']:.2f} ± {s['std']:.2f} [{s['min']:.2f}, {s['max']:.2f}]"
-    lines.append(f"| mean ± std [min, max] | n={len(summary['runs'])} | {cell(summary['final_acc'])} "
-                 f"| {cell(summary['final_acc_tta'])} | |")
-    if summary["pending"]:
-        lines.append(f"not finished: {', '.join(summary['pending'])}")
-    return "\n".join(lines)
-
-
-def write_summary(out, run_dirs):
-    """Summarise `run_dirs` into out/summary.json (run names relative to `out`); returns it."""
-    summary = summarize(run_dirs, relative_to=out)
-    path = Path(out) / SUMMARY
-    path.write_text(json.dumps(summary, indent=1) + "\n")
-    return summary
+from s10.seeds import SUMMARY, format_summary, run_folders, write_summary
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Summarise the seed runs in each folder.")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dirs", nargs="+", type=Path,
                         help="a folder of seed run folders (each with a metrics.json)")
     args = parser.parse_args(argv)
     for out in args.dirs:
-        run_dirs = sorted((p.parent for p in out.glob("*/metrics.json")), key=lambda d: (len(d.name), d.name))
+        run_dirs = run_folders(out)
         if not run_dirs:
             print(f"error: {out} holds no run folders (no */metrics.json)", file=sys.stderr)
             return 2
-        print(f"{out}:\n{format_summary(write_summary(out, run_dirs))}\n")
+        print(f"{out}:\n{format_summary(write_summary(out, run_dirs))}\nsummary in {out / SUMMARY}\n")
     return 0
 
 

@@ -8,7 +8,8 @@
                                                    # their mean and spread in summary.json
 
 Writes DIR/metrics.json, DIR/checkpoint.pt (every epoch) and the plots into the run folder
-(--out, default a new folder under runs/). The notebook S10.ipynb calls the same functions.
+(--out, default a new folder under runs/), nowhere else. The notebook S10.ipynb calls the same
+functions, in the same order.
 """
 import argparse
 import contextlib
@@ -18,10 +19,19 @@ import types
 import warnings
 from pathlib import Path
 
-
-import seeds
-import utils
+from s10 import cifar
+from s10.config import Config, ConfigError, S10Error, config_fields, eval_set, validate_config
+from s10.data import make_loaders, split_data
+from s10.device import autocast_dtype, get_device, precision_name, seed_everything
+from s10.engine import confusion_matrix
+from s10.lr import choose_lrs
+from s10.plots import (augmented_samples, plot_confusion_matrix, plot_history, plot_lr_finder, plot_lr_schedule,
+                       plot_misclassified, plot_samples)
+from s10.recipe import Recipe
+from s10.record import CHECKPOINT, load_checkpoint
 from s10.run_lock import run_folder_lock
+from s10.runs import check_run_folder, config_conflicts, git_commit, open_run, run_record, train_epochs
+from s10.seeds import SUMMARY, format_summary, seed_dirs, write_summary
 
 
 def _flag_type(annotation, default):
@@ -32,7 +42,7 @@ def _flag_type(annotation, default):
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for name, annotation, default, text in utils.config_fields():
+    for name, annotation, default, text in config_fields():
         flag = "--" + name.replace("_", "-")
         text = text.replace("%", "%%")  # argparse formats help texts with %
         # SUPPRESS: only flags given on the command line appear, so --resume can spot conflicts
@@ -60,12 +70,13 @@ def given_settings(args):
 def resumed_config(checkpoint, given, run_dir):
     """The saved config of a run being continued, with the given flags, which must not change
     what the run trains."""
-    cfg = utils.Config.from_dict({**checkpoint["config"], **given})
-    conflicts = utils.config_conflicts(checkpoint["config"], cfg)
+    saved = checkpoint["record"].config
+    cfg = Config.from_dict({**saved, **given})
+    conflicts = config_conflicts(saved, cfg)
     if conflicts:
         listed = "; ".join(f"--{k.replace('_', '-')} {new} (the run has {old})"
                            for k, (new, old) in conflicts.items())
-        raise utils.ConfigError(f"these flags conflict with the saved config of {run_dir}: "
+        raise ConfigError(f"these flags conflict with the saved config of {run_dir}: "
                                 f"{listed}. Drop them to resume, or start a new run.")
     return cfg
 
@@ -76,18 +87,18 @@ def resolve_run(args, locks=None):
     given = given_settings(args)
     if args.resume is None:
         out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        utils.check_run_folder(out)  # now, not after the data loading and the LR sweep
+        check_run_folder(out)  # now, not after the data loading and the LR sweep
         if locks is not None:
             locks.enter_context(run_folder_lock(out))
-        if (out / utils.CHECKPOINT).exists():
-            raise utils.ConfigError(f"{out} already holds a run: continue it with --resume {out}, "
+        if (out / CHECKPOINT).exists():
+            raise ConfigError(f"{out} already holds a run: continue it with --resume {out}, "
                                     "or choose another --out")
-        return utils.Config(**given), out, None
+        return Config(**given), out, None
     if args.out is not None and args.out != args.resume:
-        raise utils.ConfigError("--resume continues the run in its own folder: drop --out")
+        raise ConfigError("--resume continues the run in its own folder: drop --out")
     if locks is not None and args.resume.is_dir():  # else load_checkpoint says there is no run
         locks.enter_context(run_folder_lock(args.resume))
-    checkpoint = utils.load_checkpoint(args.resume / utils.CHECKPOINT)
+    checkpoint = load_checkpoint(args.resume / CHECKPOINT)
     return resumed_config(checkpoint, given, args.resume), args.resume, checkpoint
 
 
@@ -96,79 +107,75 @@ def resolve_seed_runs(args, locks=None):
     holds a checkpoint is continued (or, finished, only reported), the others start. Given `locks`
     (an ExitStack), every seed folder's lock joins it first: the series is one writer."""
     if args.seeds < 1:
-        raise utils.ConfigError(f"--seeds must be a positive number of runs, got {args.seeds}")
+        raise ConfigError(f"--seeds must be a positive number of runs, got {args.seeds}")
     if args.resume is not None:
-        raise utils.ConfigError("--seeds continues its runs when the same command is given again "
+        raise ConfigError("--seeds continues its runs when the same command is given again "
                                 "(with --out): drop --resume")
     given = given_settings(args)
     out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-    utils.check_run_folder(out)  # now, not after the first seed's data loading
-    first = given.pop("seed", utils.Config().seed)
-    run_dirs = seeds.seed_dirs(out, first, args.seeds)
+    check_run_folder(out)  # now, not after the first seed's data loading
+    first = given.pop("seed", Config().seed)
+    run_dirs = seed_dirs(out, first, args.seeds)
     for run_dir in run_dirs if locks is not None else ():
         locks.enter_context(run_folder_lock(run_dir))
     runs = []
     for seed, run_dir in zip(range(first, first + args.seeds), run_dirs):
-        if (run_dir / utils.CHECKPOINT).exists():
-            checkpoint = utils.load_checkpoint(run_dir / utils.CHECKPOINT)
+        if (run_dir / CHECKPOINT).exists():
+            checkpoint = load_checkpoint(run_dir / CHECKPOINT)
             runs.append((resumed_config(checkpoint, {**given, "seed": seed}, run_dir), run_dir, checkpoint))
         else:
-            runs.append((utils.Config(**given, seed=seed), run_dir, None))
+            runs.append((Config(**given, seed=seed), run_dir, None))
     for cfg, _, _ in runs:  # every seed's settings checked before the first trains
-        utils.validate_config(cfg)
+        validate_config(cfg)
     return out, runs
 
 
-def save_plots(out, cfg, metrics, model, data, loaders, mean, std, device):
-    """The run's figures, drawn from its metrics and final model, as PNGs in `out`."""
-    train_loader, test_loader = loaders
-    preds, targets = utils.predict(model, test_loader, device, utils.autocast_dtype(cfg, device))
-    eval_images = utils.split_data(data, cfg)[2]  # what test_loader holds, in its order
-    kind = utils.eval_kind(cfg)  # "test" or "validation"
+def save_plots(out, record, recipe, data, loaders):
+    """The run's figures, drawn from its record and final model, as PNGs in `out`."""
+    train_loader, eval_loader = loaders
+    preds, targets = recipe.predict(eval_loader)
+    eval_images = split_data(data, recipe.cfg)[2]  # what eval_loader holds, in its order
     wrong = (preds != targets).nonzero()[0][:32]
-    samples = utils.augmented_samples(data["train_x"], mean, std, cutout_p=cfg.cutout_p)
+    samples = augmented_samples(data["train_x"], record.mean, record.std, cutout_p=recipe.cfg.cutout_p)
     figures = {
-        "augmented_samples.png": utils.plot_samples(samples, data["train_y"][:len(samples)]),
-        "history.png": utils.plot_history(metrics["epochs"], kind),
-        "lr_schedule.png": utils.plot_lr_schedule(metrics["lrs"], len(train_loader)),
-        "misclassified.png": utils.plot_misclassified(eval_images[wrong], targets[wrong], preds[wrong]),
-        "confusion_matrix.png": utils.plot_confusion_matrix(utils.confusion_matrix(preds, targets),
-                                                            eval_name=f"{kind} set"),
+        "augmented_samples.png": plot_samples(samples, data["train_y"][:len(samples)]),
+        "history.png": plot_history(record.epochs, record.eval_set),
+        "lr_schedule.png": plot_lr_schedule(record.lrs, len(train_loader)),
+        "misclassified.png": plot_misclassified(eval_images[wrong], targets[wrong], preds[wrong]),
+        "confusion_matrix.png": plot_confusion_matrix(confusion_matrix(preds, targets), record.eval_set),
     }
-    finder = metrics["lr_finder"]
-    if finder is not None:
-        figures["lr_finder.png"] = utils.plot_lr_finder(finder["lrs"], finder["losses"],
-                                                        metrics["lr_max"], metrics["lr_min"])
+    if record.lr_finder is not None:
+        figures["lr_finder.png"] = plot_lr_finder(record.lr_finder["lrs"], record.lr_finder["losses"],
+                                                  record.lr_max, record.lr_min)
     for name, figure in figures.items():
         figure.savefig(out / name, dpi=110)
 
 
 def run(cfg, out, checkpoint=None, log=print):
-    """The whole pipeline; returns the metrics dict it writes to out/metrics.json."""
-    commit = utils.git_commit()  # now: the checkout may change while the run goes on
-    utils.validate_config(cfg)
-    device = utils.get_device(cfg.device)
-    precision = utils.precision_name(utils.autocast_dtype(cfg, device))  # refused now, not after the data
-    utils.seed_everything(cfg.seed)
-    data = utils.load_cifar10(cfg.data_dir)
-    train_loader, test_loader, mean, std = utils.make_loaders(data, cfg, device)
-    held_out = f"validation images (the last {cfg.val_split} training images)" if cfg.val_split else "test images"
+    """The notebook's steps, headless; returns the RunRecord it writes to out/metrics.json."""
+    commit = git_commit()  # now: the checkout may change while the run goes on
+    validate_config(cfg)
+    device = get_device(cfg.device)
+    precision = precision_name(autocast_dtype(cfg, device))  # refused now, not after the data
+    seed_everything(cfg.seed)
+    data = cifar.load_cifar10(cfg.data_dir)
+    train_loader, eval_loader, mean, std = make_loaders(data, cfg, device)
+    held_out = (f"validation images (the last {cfg.val_split} training images)" if eval_set(cfg) == "validation"
+                else "test images")
     log(f"device: {device}, {precision}; data: {data['source']}; {len(train_loader.dataset)} train / "
-        f"{len(test_loader.dataset)} {held_out}; run folder: {out}")
+        f"{len(eval_loader.dataset)} {held_out}; run folder: {out}")
 
-    model = utils.build_model(cfg, device)
-    criterion = utils.make_criterion(cfg)
-    optimizer = utils.make_optimizer(model, cfg)
-    lr_max, lr_min, finder = utils.choose_lrs(cfg, model, optimizer, criterion, train_loader,
-                                              device, checkpoint, log)
-    record = utils.run_record(cfg, device, data, lr_max, lr_min, finder, mean, std, commit)
-    metrics = utils.train_with_checkpoints(out, cfg, model, optimizer, criterion, train_loader,
-                                           test_loader, device, record, checkpoint, log)
-    save_plots(out, cfg, metrics, model, data, (train_loader, test_loader), mean, std, device)
-    last = metrics["epochs"][-1]
-    log(f"done: {utils.eval_kind(cfg)} accuracy {last['test_acc']:.2f}% after {last['epoch']} epochs; "
-        f"{metrics['seconds']:.0f} s; metrics in {out / 'metrics.json'}")
-    return metrics
+    recipe = Recipe(cfg, device, log)
+    lr_max, lr_min, finder = choose_lrs(cfg, recipe, train_loader, checkpoint, log)
+    recipe.schedule(lr_max, lr_min, len(train_loader))
+    record = run_record(cfg, recipe, data, mean, std, finder, commit)
+    training = open_run(out, recipe, record, checkpoint, log)
+    record = train_epochs(training, recipe, (train_loader, eval_loader), log)
+    save_plots(out, record, recipe, data, (train_loader, eval_loader))
+    last = record.epochs[-1]
+    log(f"done: {record.eval_set} accuracy {last['eval']['acc']:.2f}% after {last['epoch']} epochs; "
+        f"{record.seconds:.0f} s; metrics in {out / 'metrics.json'}")
+    return record
 
 
 def log(line):
@@ -193,10 +200,10 @@ def main(argv=None):
                     log(f"seed {cfg.seed} ({index + 1} of {len(runs)}): {run_dir}")
                 run(cfg, run_dir, checkpoint, log=log)
                 if out is not None:  # after every seed, so a stopped series keeps its summary
-                    summary = seeds.write_summary(out, [r for _, r, _ in runs])
+                    summary = write_summary(out, [r for _, r, _ in runs])
         if out is not None:
-            log(f"\n{seeds.format_summary(summary)}\nsummary in {out / seeds.SUMMARY}")
-    except utils.S10Error as e:
+            log(f"\n{format_summary(summary)}\nsummary in {out / SUMMARY}")
+    except S10Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

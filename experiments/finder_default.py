@@ -15,7 +15,6 @@ Several runs share the GPU at once (--parallel); nothing here is specific to one
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from s10.checkpoints import CHECKPOINT  # noqa: E402
+from s10.record import CHECKPOINT, read_record  # noqa: E402
+from s10.seeds import choose_setting  # noqa: E402
 
 SEEDS = range(1, 11)
 # name -> (first LR, last LR, steps, sweeps averaged): each at most two epochs' worth of batches
@@ -97,8 +97,8 @@ def choose_finder(runs):
 
 def train(run_dir, flags, data_dir, smoke):
     """train.py in run_dir: started, resumed, or (finished) left alone."""
-    record = run_dir / "metrics.json"
-    if record.exists() and json.loads(record.read_text()).get("complete"):
+    record = read_record(run_dir)
+    if record and record.complete:
         return 0
     if (run_dir / CHECKPOINT).exists():
         return python("train.py", "--resume", run_dir, log=run_dir.with_suffix(".log"))
@@ -107,21 +107,8 @@ def train(run_dir, flags, data_dir, smoke):
 
 
 def final_accuracy(run_dir):
-    record = json.loads((run_dir / "metrics.json").read_text())
-    return record["epochs"][-1]["test_acc"] if record.get("complete") else None
-
-
-def choose(results):
-    """docs/lr_finder.md's rule: the best mean replaces the default only beyond 2 standard errors."""
-    candidates = {k: v for k, v in results.items() if len(v) >= 2}
-    dof = sum(len(v) - 1 for v in candidates.values())
-    s = (sum((len(v) - 1) * statistics.variance(v) for v in candidates.values()) / dof) ** 0.5
-    means = {k: statistics.fmean(v) for k, v in candidates.items()}
-    winner = max(means, key=means.get)
-    threshold = 2 * s * (1 / len(candidates[winner]) + 1 / len(candidates[DEFAULT])) ** 0.5
-    margin = means[winner] - means[DEFAULT]
-    return {"chosen": winner if margin > threshold else DEFAULT, "winner": winner, "margin": round(margin, 3),
-            "threshold": round(threshold, 3), "s": round(s, 3), "means": {k: round(v, 3) for k, v in means.items()}}
+    record = read_record(run_dir)
+    return record.epochs[-1]["eval"]["acc"] if record and record.complete else None
 
 
 def run_split(runs, finder, data_dir, parallel, smoke):
@@ -138,7 +125,7 @@ def run_split(runs, finder, data_dir, parallel, smoke):
         list(pool.map(job, jobs))
     results = {name: [a for a in (final_accuracy(runs / "split" / name / f"seed{s}") for s in seeds) if a is not None]
                for name in CANDIDATES}
-    decision = {"results": results, **choose(results)}
+    decision = {"results": results, **choose_setting(results, DEFAULT)}
     (runs / "decision.json").write_text(json.dumps(decision, indent=1) + "\n")
     return decision
 

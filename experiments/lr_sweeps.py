@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from s10 import cifar, data, device as devices, engine, lr  # noqa: E402
-from s10.checkpoints import write_json  # noqa: E402
+from s10 import cifar, data, device as devices, lr  # noqa: E402
 from s10.config import Config  # noqa: E402
 from s10.lr_rules import RULES  # noqa: E402
+from s10.recipe import Recipe  # noqa: E402
+from s10.record import write_json  # noqa: E402
 from s10.runs import git_commit  # noqa: E402
 
 
@@ -35,15 +36,15 @@ def sweep_seed(cfg, images, device):
     before its finder, and the picks of cfg.finder_rule."""
     devices.seed_everything(cfg.seed)
     train_loader, _, _, _ = data.make_loaders(images, cfg, device)
-    model = engine.build_model(cfg, device)
-    optimizer = engine.make_optimizer(model, cfg)
+    recipe = Recipe(cfg, device)
     started = time.perf_counter()
-    sweep = lr.lr_range_test(model, optimizer, engine.make_criterion(cfg), train_loader, device,
+    sweep = lr.lr_range_test(recipe.model, recipe.optimizer, recipe.criterion, train_loader, device,
                              cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
-                             amp_dtype=devices.autocast_dtype(cfg, device), repeats=cfg.finder_repeats)
+                             amp_dtype=recipe.amp_dtype, repeats=cfg.finder_repeats)
     seconds = time.perf_counter() - started
     lr_max, lr_min, notes, _ = RULES[cfg.finder_rule](sweep, lr_max_factor=cfg.lr_max_factor)
-    return {"seed": cfg.seed, "lr_max": lr_max, "lr_min": lr_min, "rule": cfg.finder_rule, "notes": notes,
+    return {"seed": cfg.seed, "precision": devices.precision_name(recipe.amp_dtype),
+            "lr_max": lr_max, "lr_min": lr_min, "rule": cfg.finder_rule, "notes": notes,
             **sweep, "seconds": round(seconds, 1)}
 
 
@@ -79,7 +80,6 @@ def main(argv=None):
                      batch_size=args.batch_size)
         record = sweep_seed(cfg, images, device)
         record.update(device=devices.device_name(device), data=args.data_label or images["source"], commit=commit,
-                      precision=devices.precision_name(devices.autocast_dtype(cfg, device)),
                       sweep={"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps,
                              "repeats": args.repeats, "subset": args.subset,
                              "batch_size": args.batch_size})

@@ -10,20 +10,17 @@ train the choice over 3 seeds on the full training set and evaluate on the test 
    in time to leave the test runs their share of the budget.
 2. The rule, fixed before any result (docs/experiments.md says the same): see `choose`.
 3. The test runs: the chosen setting on the full training set, test set, seeds 1-3. Seed 1 is
-   the notebook itself, executed top to bottom (its stored outputs are that run), with the
-   chosen setting written into Config's defaults of this copy of the code; seeds 2 and 3 are
-   `train.py` with the same setting as flags. Then check_precision.py and check_fit.py on seed 1
-   and the seeds' summary.
+   the notebook itself, executed top to bottom by papermill with the chosen setting as its
+   `settings` parameter (its stored outputs are that run), then published to assets/
+   (s10.publish); seeds 2 and 3 are `train.py` with the same setting as flags. Then
+   check_precision.py and check_fit.py on seed 1 and the seeds' summary.
 
 Everything lands under RUNS (one folder per setting, one per seed); the decision in
 RUNS/decision.json. Timings are the machine's own; nothing here is specific to the H200.
 """
 import argparse
 import json
-import math
 import os
-import re
-import statistics
 import subprocess
 import sys
 import time
@@ -32,7 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import seeds  # noqa: E402
+from s10.publish import publish  # noqa: E402
+from s10.record import read_record  # noqa: E402
+from s10.seeds import choose_setting  # noqa: E402
+from s10.seeds import format_summary, run_folders, write_summary  # noqa: E402
 
 DEFAULT = "wd0_do05_ls0"
 # name -> (weight_decay, dropout, label_smoothing); the current default first, then the
@@ -59,52 +59,32 @@ FOLLOW_UP = [("wd1e-4_do05_ls01", 1, []), ("wd1e-4_do05_ls01", 2, []), (DEFAULT,
              ("wd1e-4_do0_ls0", 3, []), ("wd1e-4_do05_ls0", 3, []),
              ("wd1e-3_do0_ls0", 1, ["--lr-max-factor", "0.1"]), ("wd1e-3_do0_ls0", 2, ["--lr-max-factor", "0.1"]),
              ("wd5e-4_do0_ls01", 1, ["--lr-max-factor", "0.3"]), ("wd5e-4_do0_ls01", 2, ["--lr-max-factor", "0.3"])]
-# --smoke: every step of the experiment on a few images, to try the script on a CPU
+# --smoke: every step of the experiment on a few images, to try the script on a CPU (the
+# notebook then runs in its own smoke mode)
 SMOKE_FLAGS = ["--subset", "256", "--batch-size", "64", "--epochs", "1", "--finder-steps", "4"]
 EXTRA_FLAGS = []
 
 
+def settings(setting):
+    """The Config fields a GRID setting sets."""
+    return dict(zip(("weight_decay", "dropout", "label_smoothing"), GRID[setting]))
+
+
 def flags(setting):
-    weight_decay, dropout, label_smoothing = GRID[setting]
-    return ["--weight-decay", f"{weight_decay:g}", "--dropout", f"{dropout:g}",
-            "--label-smoothing", f"{label_smoothing:g}", *EXTRA_FLAGS]
+    return [*(token for name, value in settings(setting).items()
+              for token in (f"--{name.replace('_', '-')}", f"{value:g}")), *EXTRA_FLAGS]
+
+
+def notebook_command(setting, run_dir, smoke=False):
+    """papermill running S10.ipynb in place with `setting` as its parameters: the Config fields
+    in `settings`, the run folder, the smoke mode."""
+    parameters = json.dumps({"settings": settings(setting), "run_dir": str(run_dir), "smoke": smoke})
+    return [sys.executable, "-m", "papermill", "S10.ipynb", "S10.ipynb", "--cwd", str(ROOT), "-y", parameters]
 
 
 def choose(results):
-    """The rule. `results`: {setting: [final plain validation accuracy of each finished seed]}.
-
-    - Candidates: the settings with at least 2 finished seeds; the default must be one.
-    - Seed noise: s, the pooled standard deviation of one run within a setting, over the
-      candidates (pooled variance = sum((n - 1) var) / sum(n - 1)).
-    - The winner: the candidate with the highest mean. It replaces the default only if its mean
-      beats the default's by more than two standard errors of the difference,
-      2 s sqrt(1/n_winner + 1/n_default). Otherwise the default stays.
-    Returns {"chosen", "winner", "margin", "threshold", "s", "means", "n"}.
-    """
-    candidates = {k: v for k, v in results.items() if len(v) >= 2}
-    if DEFAULT not in candidates:
-        raise ValueError("the default setting needs at least 2 finished seeds")
-    dof = sum(len(v) - 1 for v in candidates.values())
-    s = math.sqrt(sum((len(v) - 1) * statistics.variance(v) for v in candidates.values()) / dof)
-    means = {k: statistics.fmean(v) for k, v in candidates.items()}
-    winner = max(means, key=means.get)
-    threshold = 2 * s * math.sqrt(1 / len(candidates[winner]) + 1 / len(candidates[DEFAULT]))
-    margin = means[winner] - means[DEFAULT]
-    return {"chosen": winner if margin > threshold else DEFAULT, "winner": winner,
-            "margin": round(margin, 3), "threshold": round(threshold, 3), "s": round(s, 3),
-            "means": {k: round(v, 3) for k, v in sorted(means.items(), key=lambda kv: -kv[1])},
-            "n": {k: len(v) for k, v in candidates.items()}}
-
-
-def set_config_defaults(path, setting):
-    """Write the setting into Config's defaults in `path` (this copy of s10/config.py), so that
-    the notebook, which runs Config(), trains it."""
-    text = Path(path).read_text()
-    for name, value in zip(("weight_decay", "dropout", "label_smoothing"), GRID[setting]):
-        text, count = re.subn(rf"^(    {name}: float = setting\()[0-9.e-]+", rf"\g<1>{value!r}", text, flags=re.M)
-        if count != 1:
-            raise RuntimeError(f"no single default for {name} in {path}")
-    Path(path).write_text(text)
+    """The rule, fixed before any result: s10.seeds.choose_setting with this grid's default."""
+    return choose_setting(results, DEFAULT)
 
 
 class Pool:
@@ -146,8 +126,8 @@ class Pool:
 
 
 def final_accuracy(run_dir):
-    record = seeds.read_record(run_dir)
-    return record["epochs"][-1]["test_acc"] if record and record.get("complete") else None
+    record = read_record(run_dir)
+    return record.epochs[-1]["eval"]["acc"] if record and record.complete else None
 
 
 def start_split_run(pool, runs, setting, seed, data_dir, extra=(), name=None):
@@ -189,14 +169,11 @@ def run_follow_up(runs, pool, budget_end, data_dir):
     pool.wait_all(budget_end + 30)
 
 
-def run_tests(runs, pool, setting, data_dir, deadline):
+def run_tests(runs, pool, setting, data_dir, deadline, smoke=False):
     """Seeds 1-3 of `setting` on the test set: seed 1 by executing the notebook."""
     test = runs / "test"
-    set_config_defaults(ROOT / "s10" / "config.py", setting)
-    pool.start("test/seed1 (notebook)",
-               [sys.executable, "-m", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-                "--ExecutePreprocessor.timeout=-1", "S10.ipynb"], test / "seed1.log",
-               env={"S10_RUN_DIR": str(test.relative_to(ROOT) / "seed1")})
+    pool.start("test/seed1 (notebook)", notebook_command(setting, test.relative_to(ROOT) / "seed1", smoke),
+               test / "seed1.log", env={"S10_DATA": data_dir})
     for seed in (2, 3):
         out = test / f"seed{seed}"
         pool.start(f"test/seed{seed}", [sys.executable, "train.py", "--data-dir", data_dir, "--seed", str(seed),
@@ -216,7 +193,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.smoke:
         EXTRA_FLAGS.extend(SMOKE_FLAGS)
-        os.environ["S10_SMOKE"] = "1"
     started = time.time()
     runs = args.runs.resolve()
     if args.follow_up:
@@ -226,11 +202,14 @@ def main(argv=None):
     decision = {"results": results, **choose(results)}
     (runs / "decision.json").write_text(json.dumps(decision, indent=1) + "\n")
     print(json.dumps(decision, indent=1), flush=True)
-    test = run_tests(runs, Pool(3), decision["chosen"], args.data_dir, started + args.budget)
+    test = run_tests(runs, Pool(3), decision["chosen"], args.data_dir, started + args.budget, args.smoke)
+    if not args.smoke:  # the notebook's run becomes the README's record
+        publish(test / "seed1", ROOT / "assets")
     for tool in ("check_precision.py", "check_fit.py"):
         subprocess.run([sys.executable, tool, str(test / "seed1"), "--data-dir", args.data_dir], cwd=ROOT,
                        stdout=(test / f"{Path(tool).stem}.txt").open("w"), stderr=subprocess.STDOUT)
-    seeds.main([str(test.relative_to(ROOT))])  # relative: the log names no folder of the machine
+    relative = test.relative_to(ROOT)  # the log names no folder of the machine
+    print(f"{relative}:\n{format_summary(write_summary(relative, run_folders(relative)))}")
     return 0
 
 

@@ -101,15 +101,10 @@ def config_fields():
              f"{f.metadata['help']} (default: {f.metadata['shown'] or f.default})") for f in fields(Config)]
 
 
-def eval_kind(cfg):
-    """What each epoch is evaluated on: "test", or with `val_split` "validation" (held-out
-    training images)."""
+def eval_set(cfg):
+    """What each epoch is evaluated on, the one name every log line, figure and record uses:
+    "test", or with `val_split` "validation" (the last val_split training images, held out)."""
     return "validation" if cfg.val_split else "test"
-
-
-def evaluation_name(cfg):
-    """'Test set' or 'Validation set', as the log's evaluation line names it."""
-    return f"{eval_kind(cfg).capitalize()} set"
 
 
 def validate_config(cfg):

@@ -1,48 +1,16 @@
-"""Training and evaluation: the recipe's model and optimizer, one shared loss/accuracy Meter, the
-train and evaluate loops, fit over epochs, predictions and the confusion matrix."""
+"""The loops: one shared loss/accuracy Meter, a training epoch, an evaluation, predictions and the
+confusion matrix. What they train (model, loss, optimizer, schedule) comes from s10.recipe."""
 import math
 import sys
-import time
 import warnings
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from models.resnet import ResNet
 from s10.cifar import CLASSES
 from s10.config import DivergedError
-from s10.data import epoch_seed, reseed_loader
 from s10.device import autocast, make_grad_scaler
-
-
-def build_model(cfg, device):
-    """The assignment's ResNet on `device`, in channels_last layout if the config asks."""
-    model = ResNet(dropout=cfg.dropout).to(device)
-    if cfg.channels_last:  # convolutions then keep their activations in NHWC as well
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def make_criterion(cfg):
-    """The training loss: cross-entropy, with the config's label smoothing."""
-    return torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-
-
-# evaluation always reports plain cross-entropy, so held-out losses compare across settings
-# whatever the training loss smooths
-EVAL_CRITERION = torch.nn.CrossEntropyLoss()
-
-
-def make_optimizer(model, cfg):
-    """Adam; its LR is driven by the One Cycle schedule. With cfg.decay_norm_and_bias off, its
-    weight decay skips the BatchNorm weights and the biases (every parameter of one dimension)."""
-    params = model.parameters()
-    if not cfg.decay_norm_and_bias:
-        flat = [p for p in model.parameters() if p.ndim <= 1]
-        params = [{"params": [p for p in model.parameters() if p.ndim > 1]},
-                  {"params": flat, "weight_decay": 0.0}]
-    return torch.optim.Adam(params, lr=cfg.lr_min or 1e-3, weight_decay=cfg.weight_decay)
 
 
 class Meter:
@@ -143,9 +111,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, criterion, device, epoc
 
 @torch.no_grad()
 def evaluate(model, loader, criterion, device, tta=False, amp_dtype=None):
-    """Loss and accuracy on `loader`: {"test_loss", "test_acc", "correct", "total"}.
+    """Loss and accuracy on `loader`, whatever set it holds: {"loss", "acc", "correct", "total"}.
 
-    With `tta`, also "test_loss_tta" and "test_acc_tta": logits averaged over the image and its
+    With `tta`, also "loss_tta" and "acc_tta": logits averaged over the image and its
     horizontal flip.
     """
     model.eval()
@@ -161,44 +129,20 @@ def evaluate(model, loader, criterion, device, tta=False, amp_dtype=None):
             tta_meter.update(criterion(tta_logits, targets), tta_logits, targets)
     meter.read()  # one wait for the device, after the last batch
     tta_meter.read()
-    result = {"test_loss": meter.loss, "test_acc": meter.acc, "correct": meter.correct, "total": meter.count}
+    result = {"loss": meter.loss, "acc": meter.acc, "correct": meter.correct, "total": meter.count}
     if tta:
-        result.update(test_loss_tta=tta_meter.loss, test_acc_tta=tta_meter.acc)
+        result.update(loss_tta=tta_meter.loss, acc_tta=tta_meter.acc)
     return result
 
 
-def format_test_line(result, name="Test set"):
-    """The assignment's evaluation line: 'Test set: Average loss: ..., Accuracy: c/n (p%)'."""
-    line = (f"{name}: Average loss: {result['test_loss']:.4f}, Accuracy: "
-            f"{result['correct']}/{result['total']} ({result['test_acc']:.2f}%)")
-    if "test_acc_tta" in result:
-        line += f", with flip TTA: {result['test_acc_tta']:.2f}%"
+def format_eval_line(result, eval_set):
+    """The assignment's evaluation line, named for the set (config.eval_set):
+    'Test set: Average loss: ..., Accuracy: c/n (p%)'."""
+    line = (f"{eval_set.capitalize()} set: Average loss: {result['loss']:.4f}, Accuracy: "
+            f"{result['correct']}/{result['total']} ({result['acc']:.2f}%)")
+    if "acc_tta" in result:
+        line += f", with flip TTA: {result['acc_tta']:.2f}%"
     return line
-
-
-def fit(model, train_loader, test_loader, optimizer, scheduler, criterion, device, epochs,
-        seed=0, history=None, on_epoch_end=None, log=print, tta=False, amp_dtype=None, scaler=None,
-        eval_name="Test set"):
-    """Train to `epochs`, continuing `history` ({"epochs": [...], "lrs": [...]}) if given.
-
-    Each epoch reseeds the loader from (seed, epoch), logs the assignment's test line and
-    calls `on_epoch_end(history)` (where train.py writes its checkpoint). Returns the history.
-    """
-    history = history if history is not None else {"epochs": [], "lrs": []}
-    for epoch in range(len(history["epochs"]), epochs):
-        reseed_loader(train_loader, epoch_seed(seed, epoch))
-        log(f"Epoch {epoch + 1}/{epochs}")
-        start = time.perf_counter()
-        train = train_one_epoch(model, train_loader, optimizer, scheduler, criterion, device, epoch,
-                                amp_dtype, scaler)
-        test = evaluate(model, test_loader, EVAL_CRITERION, device, tta, amp_dtype)
-        log(format_test_line(test, eval_name))
-        history["lrs"] += train.pop("lrs")
-        history["epochs"].append({"epoch": epoch + 1, **train, **test,
-                                  "seconds": time.perf_counter() - start})
-        if on_epoch_end is not None:
-            on_epoch_end(history)
-    return history
 
 
 @torch.no_grad()

@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from s10.device import autocast_dtype, make_grad_scaler
+from s10.config import Config
+from s10.device import make_grad_scaler
 from s10.lr_rules import RULES, average_sweeps, finder_smoothing, unsmooth
 
 with warnings.catch_warnings():
@@ -31,8 +32,8 @@ def attribute_set(owner, name, value):
         setattr(owner, name, before)
 
 
-def lr_range_test(model, optimizer, criterion, loader, device, start_lr=1e-7, end_lr=10.0, steps=100,
-                  amp_dtype=None, repeats=1):
+def lr_range_test(model, optimizer, criterion, loader, device, start_lr=Config.finder_start_lr,
+                  end_lr=Config.finder_end_lr, steps=Config.finder_steps, amp_dtype=None, repeats=1):
     """Exponential LR sweep with torch-lr-finder on `loader` (training data only), under the
     same mixed precision (`amp_dtype`) as training; `repeats` sweeps from the same weights, each
     on its own batches, their raw losses averaged (cut to the shortest).
@@ -76,19 +77,21 @@ def _one_sweep(model, optimizer, criterion, loader, device, start_lr, end_lr, st
     return list(map(float, finder.history["loss"])), list(map(float, finder.history["lr"]))
 
 
-def choose_lrs(cfg, model, optimizer, criterion, loader, device, checkpoint=None, log=print):
+def choose_lrs(cfg, recipe, loader, checkpoint=None, log=print):
     """(lr_max, lr_min, finder record or None): from a checkpoint being resumed, else from the
-    config when it gives both, else from an LR range test on `loader` (training data)."""
+    config when it gives both, else from an LR range test of the recipe (model, optimizer, loss,
+    precision) on `loader` (training data)."""
     if checkpoint is not None:
-        return checkpoint["lr_max"], checkpoint["lr_min"], checkpoint["lr_finder"]
+        record = checkpoint["record"]
+        return record.lr_max, record.lr_min, record.lr_finder
     if cfg.lr_max is not None:
         return cfg.lr_max, cfg.lr_min, None
     times = f", {cfg.finder_repeats} sweeps averaged" if cfg.finder_repeats > 1 else ""
     log(f"LR finder: {cfg.finder_steps} steps from {cfg.finder_start_lr:g} to {cfg.finder_end_lr:g}{times}; "
         f"rule {cfg.finder_rule}")
-    sweep = lr_range_test(model, optimizer, criterion, loader, device,
+    sweep = lr_range_test(recipe.model, recipe.optimizer, recipe.criterion, loader, recipe.device,
                           cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
-                          amp_dtype=autocast_dtype(cfg, device), repeats=cfg.finder_repeats)
+                          amp_dtype=recipe.amp_dtype, repeats=cfg.finder_repeats)
     lr_max, lr_min, notes, reading = RULES[cfg.finder_rule](sweep, lr_max_factor=cfg.lr_max_factor)
     for note in notes:
         warnings.warn(note, stacklevel=2)
@@ -96,10 +99,11 @@ def choose_lrs(cfg, model, optimizer, criterion, loader, device, checkpoint=None
     return lr_max, lr_min, {**sweep, "rule": cfg.finder_rule, "notes": notes, "reading": reading}
 
 
-def make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch, pct_start=5 / 24):
+def make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch, pct_start):
     """One Cycle without annihilation, stepped every batch.
 
-    Rises linearly from lr_min to lr_max over the first pct_start of the steps (epoch 5 of 24),
+    Rises linearly from lr_min to lr_max over the first pct_start of the steps (Config's default:
+    epoch 5 of 24),
     then falls linearly back to lr_min at the last step: final_div_factor=1 keeps it from
     ever going below lr_min.
     """

@@ -60,14 +60,15 @@ def plot_lr_finder(lrs, losses, lr_max, lr_min):
     return fig
 
 
-def plot_history(epochs, eval_name="test"):
-    """Train and evaluation (`eval_name`) loss and accuracy per epoch, from fit's history["epochs"]."""
+def plot_history(epochs, eval_set):
+    """Training and evaluation loss and accuracy per epoch, from a RunRecord's epochs;
+    `eval_set` ("test" or "validation") names the evaluation curve."""
     x = [e["epoch"] for e in epochs]
     fig = Figure(figsize=(11, 4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy (%)")):
         ax.plot(x, [e[f"train_{key}"] for e in epochs], marker="o", label="train")
-        ax.plot(x, [e[f"test_{key}"] for e in epochs], marker="o", label=eval_name)
+        ax.plot(x, [e["eval"][key] for e in epochs], marker="o", label=eval_set)
         ax.set(xlabel="epoch", ylabel=label, title=f"{label.split()[0].capitalize()} per epoch")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -84,14 +85,15 @@ def plot_lr_schedule(lrs, steps_per_epoch):
     return fig
 
 
-def plot_confusion_matrix(counts, classes=CLASSES, eval_name="test set"):
-    """The confusion matrix as a heat map with counts."""
+def plot_confusion_matrix(counts, eval_set, classes=CLASSES):
+    """The confusion matrix on the evaluation set (`eval_set`: "test" or "validation") as a heat
+    map with counts."""
     fig = Figure(figsize=(7.5, 6.5), layout="constrained")
     ax = fig.subplots()
     image = ax.imshow(counts, cmap="Blues")
     fig.colorbar(image, ax=ax)
     ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xlabel="predicted",
-           ylabel="true", title=f"Confusion matrix ({eval_name})")
+           ylabel="true", title=f"Confusion matrix ({eval_set} set)")
     ax.set_xticklabels(classes, rotation=45, ha="right")
     ax.set_yticklabels(classes)
     threshold = counts.max() / 2

@@ -1,18 +1,18 @@
-"""A run: its folder, its record (metrics.json), training with a checkpoint after every epoch,
-and continuing an interrupted or finished run from its checkpoint."""
-import json
+"""A run: its folder, a new record or the one its checkpoint holds, the epochs left, and a
+checkpoint and metrics.json after every epoch. The notebook's training cell is `train_epochs`'s
+loop, written out."""
 import subprocess
 import time
 from pathlib import Path
 
 import torch
 
-from s10.checkpoints import CHECKPOINT, load_checkpoint, restore_training_state, save_checkpoint, write_json
-from s10.config import Config, ConfigError, eval_kind, evaluation_name
+from s10.config import Config, ConfigError, eval_set
 from s10.data import resolve_loader
-from s10.device import autocast_dtype, device_name, make_grad_scaler, maybe_compile, precision_name
-from s10.engine import fit, format_test_line
-from s10.lr import make_scheduler
+from s10.device import device_name, precision_name
+from s10.engine import format_eval_line
+from s10.record import (CHECKPOINT, RunRecord, load_checkpoint, read_record, restore_training_state,
+                        save_checkpoint, write_record)
 
 # settings that change how a run is computed, not what is trained: a resumed run may change them.
 # The precision is one: under auto it follows the device anyway (a notebook started on a T4 in
@@ -31,11 +31,11 @@ def check_run_folder(run_dir):
 
 
 def config_conflicts(saved, cfg):
-    """Settings of `cfg` that differ from a saved run's config (runtime settings may differ)."""
-    # a setting the saved run predates is compared with its default: the run ran with that
-    defaults = Config().to_dict()
-    return {name: (value, saved.get(name, defaults[name])) for name, value in cfg.to_dict().items()
-            if name not in RUNTIME_SETTINGS and saved.get(name, defaults[name]) != value}
+    """Settings of `cfg` that differ from a saved run's config (runtime settings may differ); a
+    setting the saved run predates counts as its default (Config.from_dict), which it ran with."""
+    saved = Config.from_dict(saved).to_dict()
+    return {name: (value, saved[name]) for name, value in cfg.to_dict().items()
+            if name not in RUNTIME_SETTINGS and saved[name] != value}
 
 
 def find_checkpoint(run_dir, cfg=None):
@@ -44,7 +44,7 @@ def find_checkpoint(run_dir, cfg=None):
     if not (Path(run_dir) / CHECKPOINT).exists():
         return None
     checkpoint = load_checkpoint(Path(run_dir) / CHECKPOINT)
-    conflicts = config_conflicts(checkpoint["config"], cfg) if cfg is not None else {}
+    conflicts = config_conflicts(checkpoint["record"].config, cfg) if cfg is not None else {}
     if conflicts:
         listed = "; ".join(f"{k} = {new!r} (the run has {old!r})" for k, (new, old) in conflicts.items())
         raise ConfigError(f"{run_dir} holds a run with another config: {listed}. "
@@ -61,96 +61,95 @@ def git_commit():
         return None
 
 
-def run_record(cfg, device, data, lr_max, lr_min, finder, mean, std, commit=None):
-    """What metrics.json reports about a run besides its config and history.
+def run_record(cfg, recipe, data, mean, std, finder, commit=None):
+    """The record of a new run, before its first epoch; `recipe` holds its LRs (schedule()).
 
     `commit`: read it when the run starts (the checkout may move on during a long LR sweep);
     by default it is read now.
     """
-    return {"device": device_name(device), "data": data["source"], "commit": commit or git_commit(),
-            "precision": precision_name(autocast_dtype(cfg, device)),
-            "loader": resolve_loader(cfg, device),
-            "evaluated_on": (f"validation split: the last {cfg.val_split} training images (not the test set)"
-                             if eval_kind(cfg) == "validation" else "test set"),
-            "torch": str(torch.__version__), "lr_max": lr_max, "lr_min": lr_min,
-            "lr_finder": finder, "mean": mean, "std": std}
+    return RunRecord(config=cfg.to_dict(), eval_set=eval_set(cfg), device=device_name(recipe.device),
+                     precision=precision_name(recipe.amp_dtype), loader=resolve_loader(cfg, recipe.device),
+                     data=data["source"], commit=commit or git_commit(), torch=str(torch.__version__),
+                     lr_max=recipe.lr_max, lr_min=recipe.lr_min, lr_finder=finder,
+                     mean=list(mean), std=list(std))  # lists, as JSON reads them back
 
 
-def _show_history(run_dir, cfg, history, log):
-    """Log the epochs a checkpoint holds, as fit logged them."""
-    finished = len(history["epochs"]) >= cfg.epochs
-    log(f"{run_dir} holds a finished run of {cfg.epochs} epochs:" if finished else
-        f"resuming {run_dir} after epoch {len(history['epochs'])} of {cfg.epochs}; so far:")
-    for epoch in history["epochs"]:
-        # runs checkpointed before the counts were recorded show the percentage only
-        test = format_test_line(epoch, evaluation_name(cfg)) if "correct" in epoch else \
-            f"Test set: Average loss: {epoch['test_loss']:.4f}, Accuracy: {epoch['test_acc']:.2f}%"
-        log(f"Epoch {epoch['epoch']}/{cfg.epochs} (from the checkpoint)\n"
-            f"Train: Loss={epoch['train_loss']:.4f} Accuracy={epoch['train_acc']:.2f}\n" + test)
+class Run:
+    """A run folder being trained: its record, and a checkpoint after every epoch."""
+
+    def __init__(self, run_dir, recipe, record, log=print):
+        self.run_dir, self.recipe, self.record, self.log = Path(run_dir), recipe, record, log
+        self.eval_set = record.eval_set
+        self._seconds_before, self._opened = record.seconds, time.perf_counter()
+        self._epoch_started = None
+
+    def epochs_left(self):
+        """The 0-based epochs still to train, each announced as the assignment's log does."""
+        epochs = self.record.config["epochs"]
+        for epoch in range(len(self.record.epochs), epochs):
+            self.log(f"Epoch {epoch + 1}/{epochs}")
+            self._epoch_started = time.perf_counter()
+            yield epoch
+
+    def save_epoch(self, train, result):
+        """Add an epoch (recipe.train_epoch's and recipe.evaluate's results) to the record, then
+        write the checkpoint and metrics.json; the last epoch marks the record complete."""
+        record, now = self.record, time.perf_counter()
+        record.lrs += train["lrs"]
+        record.epochs.append({"epoch": len(record.epochs) + 1, "train_loss": train["train_loss"],
+                              "train_acc": train["train_acc"], "eval": result,
+                              "seconds": now - self._epoch_started})
+        record.seconds = self._seconds_before + now - self._opened
+        record.complete = len(record.epochs) >= record.config["epochs"]
+        save_checkpoint(self.run_dir / CHECKPOINT, self.recipe, record)
+        write_record(self.run_dir, record)
 
 
-def train_with_checkpoints(run_dir, cfg, model, optimizer, criterion, train_loader, test_loader,
-                           device, record, checkpoint=None, log=print):
-    """fit() with a checkpoint and metrics.json written to `run_dir` after every epoch.
+def _show_history(run_dir, record, log):
+    """Log the epochs a checkpoint holds, as they were logged when they ran."""
+    epochs = record.config["epochs"]
+    log(f"{run_dir} holds a finished run of {epochs} epochs:" if record.complete else
+        f"resuming {run_dir} after epoch {len(record.epochs)} of {epochs}; so far:")
+    for epoch in record.epochs:
+        log(f"Epoch {epoch['epoch']}/{epochs} (from the checkpoint)\n"
+            f"Train: Loss={epoch['train_loss']:.4f} Accuracy={epoch['train_acc']:.2f}\n"
+            + format_eval_line(epoch["eval"], record.eval_set))
 
-    `record` holds what metrics.json reports besides the history (lr_max, lr_min, data...).
-    Given a checkpoint, continues it: same schedule step, same RNG, history kept.
-    Returns the metrics dict, also written to run_dir/metrics.json.
-    """
+
+def _resumed(saved, record):
+    """The saved record, continued: it keeps the commit, device, precision and loader it started
+    with, and lists this session's beside the epoch it resumes after."""
+    session = {k: getattr(record, k) for k in ("commit", "device", "precision", "loader")}
+    saved.resumed.append({"after_epoch": len(saved.epochs), **session})
+    return saved
+
+
+def open_run(run_dir, recipe, record, checkpoint=None, log=print):
+    """The run in `run_dir`: a new one with `record`, or, given its checkpoint, the run it holds,
+    restored into `recipe` (same schedule step, same RNG) with its epochs so far logged. A
+    finished run trains nothing; its metrics.json is completed from the checkpoint if a stop
+    cut it short."""
     run_dir = Path(run_dir)
     check_run_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    scheduler = make_scheduler(optimizer, record["lr_max"], record["lr_min"], cfg.epochs,
-                               len(train_loader), cfg.pct_start)
-    amp_dtype = autocast_dtype(cfg, device)
-    scaler = make_grad_scaler(amp_dtype, device)
-    history, seconds_before = None, 0.0
-    if checkpoint is not None:
-        restore_training_state(checkpoint, model, optimizer, scheduler, scaler)
-        history, seconds_before = checkpoint["history"], checkpoint["seconds"]
-        # the run keeps the commit, device, precision and loader it started with; each resume
-        # is listed with its own
-        kept = ("commit", "device", "precision", "loader")
-        resumed = checkpoint.get("resumed", []) + [{"after_epoch": len(history["epochs"]),
-                                                    **{k: record[k] for k in kept}}]
-        started_with = {k: checkpoint[k] for k in kept if k in checkpoint}
-        record = {**record, **started_with, "resumed": resumed}
-        _show_history(run_dir, cfg, history, log)
-        if len(history["epochs"]) >= cfg.epochs:  # nothing to train: its record stays as the run wrote it
-            return finished_run_metrics(run_dir, checkpoint)
-    started = time.perf_counter()
-
-    def metrics(history, complete):
-        return {"config": cfg.to_dict(), **record, "complete": complete,
-                "seconds": seconds_before + time.perf_counter() - started,
-                "lrs": history["lrs"], "epochs": history["epochs"]}
-
-    def on_epoch_end(history):
-        state = metrics(history, complete=False)
-        save_checkpoint(run_dir / CHECKPOINT, model, optimizer, scheduler, {**state, "history": history},
-                        scaler)
-        write_json(run_dir / "metrics.json", state)
-
-    # the compiled model shares its parameters with `model`, which the checkpoints save
-    history = fit(maybe_compile(model, cfg, device, log), train_loader, test_loader, optimizer,
-                  scheduler, criterion, device, cfg.epochs, seed=cfg.seed, history=history,
-                  on_epoch_end=on_epoch_end, log=log, tta=cfg.tta, amp_dtype=amp_dtype, scaler=scaler,
-                  eval_name=evaluation_name(cfg))
-    result = metrics(history, complete=True)
-    write_json(run_dir / "metrics.json", result)
-    return result
+    if checkpoint is None:
+        return Run(run_dir, recipe, record, log)
+    restore_training_state(checkpoint, recipe)
+    saved = checkpoint["record"]
+    _show_history(run_dir, saved, log)
+    if saved.complete:  # nothing to train: its record stays as the run wrote it
+        if read_record(run_dir) != saved:
+            write_record(run_dir, saved)
+        return Run(run_dir, recipe, saved, log)
+    return Run(run_dir, recipe, _resumed(saved, record), log)
 
 
-def finished_run_metrics(run_dir, checkpoint):
-    """A finished run's record: its metrics.json, or, if the run stopped between its last
-    checkpoint and its final metrics.json, the record rebuilt from that checkpoint (and saved)."""
-    try:
-        metrics = json.loads((Path(run_dir) / "metrics.json").read_text())
-        if metrics.get("complete") and len(metrics["epochs"]) == len(checkpoint["history"]["epochs"]):
-            return metrics
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
-    training_state = {"model", "optimizer", "scheduler", "rng", "scaler", "history"}
-    metrics = {**{k: v for k, v in checkpoint.items() if k not in training_state}, "complete": True}
-    write_json(Path(run_dir) / "metrics.json", metrics)  # completes the record the run left
-    return metrics
+def train_epochs(run, recipe, loaders, log=print):
+    """The epochs left of `run`, as the notebook's training cell runs them; returns the record."""
+    train_loader, eval_loader = loaders
+    for epoch in run.epochs_left():
+        train = recipe.train_epoch(train_loader, epoch)
+        result = recipe.evaluate(eval_loader)
+        log(format_eval_line(result, run.eval_set))
+        run.save_epoch(train, result)
+    return run.record

@@ -14,7 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-import utils
+from s10 import recipe
+from s10.cifar import CLASSES
+from s10.config import Config
 from s10.lr import make_scheduler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +74,7 @@ def write_jpeg_archive(path, train_per_class=3, test_per_class=1):
     from PIL import Image
     with tarfile.open(path, "w:gz") as archive:
         for split, count in (("train", train_per_class), ("test", test_per_class)):
-            for label, name in enumerate(utils.CLASSES):
+            for label, name in enumerate(CLASSES):
                 for number in range(count):
                     buffer = io.BytesIO()
                     Image.fromarray(jpeg_image(label)).save(buffer, format="JPEG", quality=95)
@@ -165,13 +167,13 @@ def recorded_run(tiny_data, tmp_path_factory):
 @pytest.fixture
 def small_model(monkeypatch):
     """train.py builds TinyNet instead of the ResNet: for tests of the machinery around the model."""
-    monkeypatch.setattr(utils, "build_model", lambda cfg, device: TinyNet(cfg.dropout).to(device))
+    monkeypatch.setattr(recipe, "build_model", lambda cfg, device: TinyNet(cfg.dropout).to(device))
 
 
 def scheduled_lrs(lr_max, lr_min, epochs, steps_per_epoch):
     """The LR of every step of lr.make_scheduler's One Cycle, stepped as training steps it."""
     optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr_min)
-    scheduler = make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch)
+    scheduler = make_scheduler(optimizer, lr_max, lr_min, epochs, steps_per_epoch, Config().pct_start)
     lrs = []
     for _ in range(epochs * steps_per_epoch):
         lrs.append(optimizer.param_groups[0]["lr"])

@@ -2,12 +2,12 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-import utils
 from s10 import augment
 from s10.augment import train_transforms
 
@@ -73,12 +73,12 @@ def test_eval_transforms_only_normalise():
 
 def test_no_warnings_and_no_update_check():
     # a fresh interpreter with every warning an error: importing, building and applying both
-    code = ("import numpy as np, utils; img = np.zeros((32, 32, 3), np.uint8);"
-            "utils.train_transforms((0.5,) * 3, (0.25,) * 3)(image=img);"
-            "utils.eval_transforms((0.5,) * 3, (0.25,) * 3)(image=img);"
+    code = ("import numpy as np; from s10 import augment; img = np.zeros((32, 32, 3), np.uint8);"
+            "augment.train_transforms((0.5,) * 3, (0.25,) * 3)(image=img);"
+            "augment.eval_transforms((0.5,) * 3, (0.25,) * 3)(image=img);"
             "import os; print(os.environ['NO_ALBUMENTATIONS_UPDATE'])")
-    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}  # utils sets it
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}  # s10.augment sets it
     result = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
-                            text=True, cwd=utils.__file__.rsplit("/", 1)[0], env=env)
+                            text=True, cwd=Path(augment.__file__).parents[1], env=env)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "" and result.stdout.strip() == "1"

@@ -6,12 +6,14 @@ import pathlib
 import pickle
 import zipfile
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 import train
-import utils
-from s10.checkpoints import load_checkpoint, save_checkpoint, write_json
+from s10 import cifar
+from s10.record import load_checkpoint, save_checkpoint, write_json
 from s10.config import ConfigError, SaveError
 
 # what torch.save raised when a 2 MiB tmpfs filled up under it (torch 2.14)
@@ -42,7 +44,7 @@ def test_a_disk_that_fills_up_during_a_checkpoint_ends_in_one_error_line(tiny_da
     assert "Is the disk full? The checkpoint.pt written before is kept" in err and f"--resume {out}" in err
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]  # no .tmp left
     monkeypatch.undo()
-    assert len(load_checkpoint(out / "checkpoint.pt")["history"]["epochs"]) == 1  # epoch 1's, intact
+    assert len(load_checkpoint(out / "checkpoint.pt")["record"].epochs) == 1  # epoch 1's, intact
     assert len(json.loads((out / "metrics.json").read_text())["epochs"]) == 1
 
 
@@ -63,15 +65,17 @@ def test_no_space_left_for_a_record_or_a_first_checkpoint(tmp_path, monkeypatch)
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.Adam(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    recipe = SimpleNamespace(model=model, optimizer=optimizer, scheduler=scheduler,
+                             scaler=torch.amp.GradScaler("cpu", enabled=False))
     with pytest.raises(SaveError, match="No checkpoint.pt was written yet"):
-        save_checkpoint(tmp_path / "checkpoint.pt", model, optimizer, scheduler, {})
+        save_checkpoint(tmp_path / "checkpoint.pt", recipe, SimpleNamespace(to_dict=dict))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
 @pytest.mark.parametrize("out", ["a_file", "a_file/run"])
 def test_an_out_that_cannot_be_a_folder_is_refused_before_any_work(tmp_path, monkeypatch, capsys, out):
     (tmp_path / "a_file").write_text("not a folder")
-    monkeypatch.setattr(utils, "load_cifar10", lambda *args, **kwargs: pytest.fail("the data was loaded"))
+    monkeypatch.setattr(cifar, "load_cifar10", lambda *args, **kwargs: pytest.fail("the data was loaded"))
     assert train.main(["--out", str(tmp_path / out), "--lr-max", "5e-3", "--lr-min", "5e-5"]) == 2
     assert capsys.readouterr().err == (f"error: {tmp_path / out} cannot be a run folder: {tmp_path / 'a_file'} "
                                        "is a file. Choose another run folder (--out)\n")
@@ -110,7 +114,8 @@ def test_a_checkpoint_the_safe_loader_refuses_is_named_in_our_words(tmp_path):
 def test_a_damaged_or_foreign_file_gets_a_message(tmp_path):
     path = tmp_path / "checkpoint.pt"
     torch.save({"weights": torch.zeros(1)}, path)
-    with pytest.raises(ConfigError, match="is not a checkpoint of this project \\(no config, history"):
+    with pytest.raises(ConfigError, match="is not a checkpoint of this project, or one written by an older "
+                                          "version of it \\(no model, optimizer, record"):
         load_checkpoint(path)
     with zipfile.ZipFile(path) as archive:  # the same archive cut short
         size = sum(info.compress_size for info in archive.infolist())

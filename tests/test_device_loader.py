@@ -9,9 +9,10 @@ import pytest
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
-from s10 import augment
+from s10 import augment, recipe
 from s10.augment import train_transforms
-from s10.engine import evaluate, fit, predict, train_one_epoch
+from s10.config import Config
+from s10.engine import evaluate, predict, train_one_epoch
 from s10.lr import make_scheduler
 from s10.device_loader import DeviceLoader
 
@@ -207,7 +208,7 @@ def test_the_engines_loops_use_it_unchanged(images):
     model = tiny_model()
     train, test = loader(images), loader(images, train=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    scheduler = make_scheduler(optimizer, 1e-2, 1e-3, 1, len(train))
+    scheduler = make_scheduler(optimizer, 1e-2, 1e-3, 1, len(train), Config().pct_start)
     criterion = torch.nn.CrossEntropyLoss()
     result = train_one_epoch(model, train, optimizer, scheduler, criterion, CPU)
     assert len(result["lrs"]) == len(train)
@@ -216,16 +217,17 @@ def test_the_engines_loops_use_it_unchanged(images):
     assert preds.shape == (COUNT,) and targets.tolist() == list(range(COUNT))
 
 
-def test_fit_reseeds_it_every_epoch(images):
+def test_the_recipe_reseeds_it_every_epoch(images, monkeypatch):
+    monkeypatch.setattr(recipe, "build_model", lambda cfg, device: tiny_model())
+
     def run(loader_seed):
-        model = tiny_model()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        trained = recipe.Recipe(Config(epochs=2, seed=1, precision="fp32"), CPU)
         train = loader(images, seed=loader_seed)
-        scheduler = make_scheduler(optimizer, 1e-2, 1e-3, 2, len(train))
-        fit(model, train, loader(images, train=False), optimizer, scheduler,
-                  torch.nn.CrossEntropyLoss(), CPU, epochs=2, seed=1, log=lambda *_: None)
-        return model[1].weight.detach().clone()
-    # fit's per-epoch seed, not the loader's own, sets the batches: same weights
+        trained.schedule(1e-2, 1e-3, len(train))
+        for epoch in range(2):
+            trained.train_epoch(train, epoch)
+        return trained.model[1].weight.detach().clone()
+    # the run's per-epoch seed, not the loader's own, sets the batches: same weights
     torch.testing.assert_close(run(123), run(456), atol=0, rtol=0)
 
 

@@ -12,8 +12,9 @@ from s10.cifar import load_cifar10
 from s10.config import Config, DivergedError
 from s10.data import make_loaders
 from s10.device import seed_everything
-from s10.engine import evaluate, make_optimizer, train_one_epoch
+from s10.engine import evaluate, format_eval_line, train_one_epoch
 from s10.lr import make_scheduler
+from s10.recipe import make_optimizer
 from tests.conftest import CPU, TinyNet
 
 
@@ -23,7 +24,7 @@ def test_a_few_training_steps_reduce_the_loss(tiny_data):
     train_loader, _, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, CPU)
     model, criterion = ResNet(), nn.CrossEntropyLoss()
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 3, len(train_loader))
+    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 3, len(train_loader), cfg.pct_start)
     results = [train_one_epoch(model, train_loader, optimizer, scheduler, criterion, CPU, epoch)
                for epoch in range(3)]
     assert [len(r["lrs"]) for r in results] == [len(train_loader)] * 3 == [4] * 3
@@ -51,9 +52,16 @@ def test_tta_averages_the_logits_of_the_image_and_its_flip():
         plain = model(images)
         averaged = (plain + model(images.flip(3))) / 2
     assert result["correct"] == int((plain.argmax(1) == targets).sum())
-    assert result["test_acc_tta"] == pytest.approx(100 * float((averaged.argmax(1) == targets).float().mean()))
-    assert result["test_loss_tta"] == pytest.approx(float(nn.functional.cross_entropy(averaged, targets)), rel=1e-5)
-    assert "test_acc_tta" not in evaluate(model, loader, nn.CrossEntropyLoss(), CPU)
+    assert result["acc_tta"] == pytest.approx(100 * float((averaged.argmax(1) == targets).float().mean()))
+    assert result["loss_tta"] == pytest.approx(float(nn.functional.cross_entropy(averaged, targets)), rel=1e-5)
+    assert "acc_tta" not in evaluate(model, loader, nn.CrossEntropyLoss(), CPU)
+
+
+def test_the_evaluation_line_names_the_set_it_measured():
+    result = {"loss": 0.5, "acc": 75.0, "correct": 3, "total": 4}
+    assert format_eval_line(result, "test") == "Test set: Average loss: 0.5000, Accuracy: 3/4 (75.00%)"
+    line = format_eval_line({**result, "acc_tta": 100.0}, "validation")
+    assert line == "Validation set: Average loss: 0.5000, Accuracy: 3/4 (75.00%), with flip TTA: 100.00%"
 
 
 @pytest.mark.parametrize("decay_norm_and_bias", [True, False])

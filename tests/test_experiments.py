@@ -1,9 +1,15 @@
-"""experiments/regularisation.py: its decision rule, and the defaults it writes for the notebook."""
+"""experiments/regularisation.py: its decision rule, and the setting it hands the notebook through
+papermill's parameters."""
 import importlib.util
+import json
 import math
 from pathlib import Path
 
 import pytest
+from papermill.iorw import load_notebook_node
+from papermill.parameterize import parameterize_notebook
+
+import utils
 
 spec = importlib.util.spec_from_file_location("regularisation", Path(__file__).parents[1] / "experiments" / "regularisation.py")
 regularisation = importlib.util.module_from_spec(spec)
@@ -34,11 +40,15 @@ def test_a_setting_with_one_seed_is_no_candidate_and_the_default_needs_two():
         regularisation.choose({DEFAULT: [90.0], "wd5e-4_do0_ls0": [90.0, 90.1]})
 
 
-def test_the_chosen_setting_becomes_configs_defaults(tmp_path):
-    copy = tmp_path / "config.py"
-    copy.write_text((Path(__file__).parents[1] / "s10" / "config.py").read_text())
-    regularisation.set_config_defaults(copy, "wd5e-4_do0_ls01")
+def test_the_chosen_setting_reaches_the_notebooks_config_through_papermill():
+    command = regularisation.notebook_command("wd5e-4_do0_ls01", "runs/x/test/seed1")
+    assert command[1:5] == ["-m", "papermill", "S10.ipynb", "S10.ipynb"]
+    parameters = json.loads(command[command.index("-y") + 1])  # YAML, written as JSON
+    notebook = parameterize_notebook(load_notebook_node(str(Path(__file__).parents[1] / "S10.ipynb")), parameters)
     namespace = {}
-    exec(compile(copy.read_text(), str(copy), "exec"), namespace)
-    cfg = namespace["Config"]()
+    for cell in notebook.cells:  # the parameters cell, then the one papermill injects after it
+        if {"parameters", "injected-parameters"} & set(cell.metadata.tags):
+            exec(cell.source, namespace)
+    cfg = utils.notebook_config(namespace["smoke"], namespace["settings"])
     assert (cfg.weight_decay, cfg.dropout, cfg.label_smoothing) == (5e-4, 0.0, 0.1)
+    assert (namespace["run_dir"], namespace["smoke"], cfg.subset) == ("runs/x/test/seed1", False, None)

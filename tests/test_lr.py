@@ -1,6 +1,7 @@
 """LR finder (restores the model, the rule and its fallbacks, the flag that scales its pick, a
 warning the notebook shows) and the One Cycle schedule."""
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,10 +12,13 @@ from s10 import lr
 from s10.cifar import load_cifar10
 from s10.config import Config, ConfigError, validate_config
 from s10.data import make_loaders
-from s10.engine import make_optimizer
 from s10.lr import choose_lrs, lr_range_test
 from s10.lr_rules import FALLBACK_LR_MAX, FALLBACK_RATIO, finder_smoothing, read_curve, suggest_lrs
+from s10.recipe import make_optimizer
 from tests.conftest import CPU, TinyNet, scheduled_lrs
+
+# what choose_lrs hands a (patched) lr_range_test: no model is needed
+NO_RECIPE = SimpleNamespace(model=None, optimizer=None, criterion=None, device=CPU, amp_dtype=None)
 
 
 def test_suggestions_follow_the_documented_rule():
@@ -60,7 +64,7 @@ def test_the_lr_max_factor_flag_reaches_the_finders_pick(tiny_data, monkeypatch,
     monkeypatch.setattr(lr, "lr_range_test", lambda *args, **kwargs: {"lrs": lrs, "losses": losses})
     flags = ["--data-dir", str(tiny_data)] + ([] if factor is None else ["--lr-max-factor", factor])
     cfg, _, _ = train.resolve_run(train.build_parser().parse_args(flags))
-    lr_max, lr_min, finder = choose_lrs(cfg, None, None, None, None, CPU, log=lambda line: None)
+    lr_max, lr_min, finder = choose_lrs(cfg, NO_RECIPE, None, log=lambda line: None)
     assert lr_max == pytest.approx(lrs[7] * float(factor or 1)) and lr_min == pytest.approx(lrs[3])
     assert finder == {"lrs": lrs, "losses": losses, "rule": "ema-min", "notes": [], "reading": None}
 
@@ -71,7 +75,7 @@ def test_a_lag_free_rule_reads_the_raw_losses(monkeypatch):
     sweep = {"lrs": lrs, "losses": [2.3] * 81, "raw_losses": raw}  # the smoothed curve is flat
     monkeypatch.setattr(lr, "lr_range_test", lambda *args, **kwargs: sweep)
     cfg = Config(finder_rule="cliff1.3-b0.4")
-    lr_max, lr_min, finder = choose_lrs(cfg, None, None, None, None, CPU, log=lambda line: None)
+    lr_max, lr_min, finder = choose_lrs(cfg, NO_RECIPE, None, log=lambda line: None)
     expected = read_curve(lrs, raw, bandwidth=0.4, rise=1.3)
     assert (lr_max, lr_min, finder["notes"], finder["reading"]) == expected
     assert finder["rule"] == "cliff1.3-b0.4"
@@ -102,7 +106,7 @@ def test_a_fallback_is_a_python_warning_in_the_notebook(monkeypatch):
     monkeypatch.setattr(lr, "lr_range_test", lambda *args, **kwargs: {"lrs": [1e-7, 1e-6], "losses": [2.3, 9.0]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        choose_lrs(Config(), None, None, None, None, CPU, log=lambda line: None)
+        choose_lrs(Config(), NO_RECIPE, None, log=lambda line: None)
     assert [str(w.message) for w in caught] == [suggest_lrs([1e-7, 1e-6], [2.3, 9.0])[2][0]]
 
 

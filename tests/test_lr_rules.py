@@ -12,9 +12,9 @@ import torch
 from s10.cifar import load_cifar10
 from s10.config import Config
 from s10.data import make_loaders
-from s10.engine import make_optimizer
 from s10.lr_rules import (FALLBACK_LR_MAX, FALLBACK_RATIO, RULES, average_sweeps, crossing, finder_smoothing,
                           read_curve, smooth_over_log_lr, unsmooth)
+from s10.recipe import make_optimizer
 from tests.conftest import CPU, TinyNet
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,9 @@ from torch import nn
 from s10.cifar import load_cifar10
 from s10.config import Config
 from s10.data import make_loaders
-from s10.engine import build_model, evaluate, make_optimizer, predict, train_one_epoch
+from s10.engine import evaluate, predict, train_one_epoch
 from s10.lr import make_scheduler
+from s10.recipe import build_model, make_optimizer
 from tests.conftest import CPU, TinyNet, comparable, kill_in_epoch_2, run_cli, scheduled_lrs
 
 
@@ -20,7 +21,7 @@ def tiny_training(tiny_data, model, epochs=1):
     cfg = Config(batch_size=50, lr_max=5e-3, lr_min=5e-5, workers=0)
     train_loader, test_loader, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, CPU)
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, epochs, len(train_loader))
+    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, epochs, len(train_loader), cfg.pct_start)
     return train_loader, test_loader, optimizer, scheduler
 
 
@@ -71,11 +72,10 @@ def test_a_skipped_fp16_step_keeps_the_schedule_moving_without_a_warning(tiny_da
 # checkpoints and resume are the real ones.
 FP16_LIKE_A_T4 = """
 import torch
-import utils
-from s10 import device
+from s10 import device, recipe
 from tests.conftest import TinyNet
 device.cpu_autocast_dtype = lambda: torch.float16
-utils.build_model = lambda cfg, dev: TinyNet(cfg.dropout).to(dev, memory_format=torch.channels_last)
+recipe.build_model = lambda cfg, dev: TinyNet(cfg.dropout).to(dev, memory_format=torch.channels_last)
 """
 
 
@@ -86,7 +86,7 @@ def test_a_t4s_path_fp16_with_a_grad_scaler_and_the_device_loader_resumes_after_
     killed = tmp_path / "killed"
     kill_in_epoch_2(*args, "--out", killed, log=tmp_path / "killed.log", prelude=FP16_LIKE_A_T4)
     checkpoint = torch.load(killed / "checkpoint.pt", weights_only=True)
-    assert len(checkpoint["history"]["epochs"]) == 1
+    assert len(checkpoint["record"]["epochs"]) == 1
     assert checkpoint["scaler"]["scale"] > 0  # an active scaler's state, saved with the run
 
     resumed = run_cli("--resume", killed, prelude=FP16_LIKE_A_T4)

@@ -7,7 +7,7 @@ How each is checked (COMMANDS below, by its first words):
   every requirement must already be installed, nothing is fetched);
 - a training run is parsed, not run: train.py's parser reads the flags and the config they make
   is validated (the suite's other tests run train.py itself on small data);
-- check_fit.py, check_precision.py and bench.py need a finished run or minutes of timing: they are
+- check_fit.py, check_precision.py, s10.publish and bench.py need a finished run or minutes of timing: they are
   started with --help appended, which parses the flags before it;
 - the test command is this suite: it is not started again here; .ci/run must run exactly it.
 """
@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -86,6 +85,7 @@ def the_suite(command, tmp_path):
 
 COMMANDS = {"python train.py": parse_training_run, "python check_fit.py": with_help,
             "python check_precision.py": with_help, "python bench.py": with_help,
+            "python -m s10.publish": with_help,
             "python -m s10.cifar_jpeg": convert, "python seeds.py": summarise_seeds,
             "pip install": pip_install, "python -m pytest": the_suite}
 

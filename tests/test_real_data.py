@@ -11,10 +11,9 @@ from s10.cifar import channel_stats, load_cifar10
 from s10.config import Config
 from s10.data import make_loaders
 from s10.device import seed_everything
-from s10.engine import fit, make_optimizer
-from s10.lr import make_scheduler
+from s10.recipe import Recipe
+from s10.runs import Run, run_record, train_epochs
 from tests.conftest import ROOT, SHARED_DATA
-from models.resnet import ResNet
 
 
 @pytest.fixture(scope="session")
@@ -40,16 +39,17 @@ def test_stand_in_reads_as_the_full_dataset(stand_in):
     assert all(0.4 < m < 0.55 for m in mean)  # CIFAR-10's channel means are about 0.49, 0.48, 0.45
 
 
-def test_short_real_run_learns_well_above_chance(stand_in):
-    cfg = Config(subset=2048, batch_size=128, epochs=3, lr_max=2e-3, lr_min=2e-5, workers=0)
+def test_short_real_run_learns_well_above_chance(stand_in, tmp_path):
+    cfg = Config(subset=2048, batch_size=128, epochs=3, lr_max=2e-3, lr_min=2e-5, workers=0, precision="fp32",
+                 tta=False, channels_last=False)
     seed_everything(0)
     data = load_cifar10(stand_in, download=False)
     data = {**data, "test_x": data["test_x"][:1000], "test_y": data["test_y"][:1000]}
     train_loader, test_loader, _, _ = make_loaders(data, cfg, torch.device("cpu"))
-    model, criterion = ResNet(), torch.nn.CrossEntropyLoss()
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, cfg.epochs, len(train_loader))
-    history = fit(model, train_loader, test_loader, optimizer, scheduler, criterion,
-                        torch.device("cpu"), cfg.epochs, log=lambda line: None)
-    print(history["epochs"])
-    assert history["epochs"][-1]["test_acc"] > 30  # chance is 10%
+    recipe = Recipe(cfg, torch.device("cpu"))
+    recipe.schedule(cfg.lr_max, cfg.lr_min, len(train_loader))
+    run = Run(tmp_path, recipe, run_record(cfg, recipe, data, *channel_stats(data["train_x"][:2048]), None, "test"),
+              log=lambda line: None)
+    record = train_epochs(run, recipe, (train_loader, test_loader), log=lambda line: None)
+    print(record.epochs)
+    assert record.epochs[-1]["eval"]["acc"] > 30  # chance is 10%

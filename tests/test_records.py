@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import seeds
+from s10 import seeds
+from s10.record import RunRecord, read_record, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -32,15 +33,21 @@ def fit_checks():
 
 
 def load(path):
-    record = json.loads(path.read_text())
-    assert record["complete"], f"{path.name}: the run did not finish"
-    assert len(record["epochs"]) == record["config"]["epochs"] == 24, path.name
+    """A committed record, read as every reader reads it (RunRecord, old formats included)."""
+    record = RunRecord.from_dict(json.loads(path.read_text()))
+    assert record.complete, f"{path.name}: the run did not finish"
+    assert len(record.epochs) == record.config["epochs"] == 24, path.name
     return record
 
 
 def accuracy(epoch):
     """How the README writes an epoch's accuracy: 89.99% (8,999 / 10,000)."""
-    return f"{epoch['test_acc']:.2f}% ({epoch['correct']:,} / {epoch['total']:,})"
+    evaluation = epoch["eval"]
+    return f"{evaluation['acc']:.2f}% ({evaluation['correct']:,} / {evaluation['total']:,})"
+
+
+def final(record, key="acc"):
+    return record.epochs[-1]["eval"][key]
 
 
 def cells(row):
@@ -64,14 +71,14 @@ def sci(x):
 ])
 def test_results_table_quotes_the_test_runs(path, row):
     record = load(ROOT / "assets" / path)
-    assert record["config"].get("val_split", 0) == 0 and record.get("evaluated_on", "test set") == "test set"
-    last = record["epochs"][-1]
-    best = max(record["epochs"], key=lambda e: e["test_acc"])
-    seconds = sum(e["seconds"] for e in record["epochs"]) / len(record["epochs"])
+    assert record.eval_set == "test"
+    last = record.epochs[-1]
+    best = max(record.epochs, key=lambda e: e["eval"]["acc"])
+    seconds = sum(e["seconds"] for e in record.epochs) / len(record.epochs)
     cols = table_row(row)
     assert cols[4].replace("**", "") == accuracy(last)  # bold or not
-    assert cols[5] == f"{best['epoch']} ({best['test_acc']:.2f}%)"
-    assert cols[6] == f"{last['test_acc_tta']:.2f}%"
+    assert cols[5] == f"{best['epoch']} ({best['eval']['acc']:.2f}%)"
+    assert cols[6] == f"{last['eval']['acc_tta']:.2f}%"
     assert cols[7] == f"{seconds:.0f}"
 
 
@@ -83,21 +90,21 @@ def test_every_split_run_is_recorded():
 @pytest.mark.parametrize("path", SPLIT_RUNS, ids=lambda p: p.stem)
 def test_split_table_quotes_each_record(path):
     record = load(path)
-    assert record["config"]["val_split"] == 5000 and "validation split" in record["evaluated_on"]
-    last = record["epochs"][-1]
+    assert record.config["val_split"] == 5000 and record.eval_set == "validation"
+    last = record.epochs[-1]
     rows = [line for line in EXPERIMENTS.splitlines()
             if line.startswith("|") and accuracy(last) in line]
     assert len(rows) == 1, f"{path.name}: {accuracy(last)} is in {len(rows)} table rows of docs/experiments.md"
     row = cells(rows[0])
     assert f"(../assets/runs/{path.name})" in row[0], "the run's name should link to its record"
-    assert (row[2], row[3]) == (sci(record["lr_max"]), sci(record["lr_min"]))
-    assert row[5] == f"{last['test_acc_tta']:.2f}%"
+    assert (row[2], row[3]) == (sci(record.lr_max), sci(record.lr_min))
+    assert row[5] == f"{last['eval']['acc_tta']:.2f}%"
     assert row[6] == f"{last['train_acc']:.2f}%"
     assert row[7] == f"{fit_checks()[path.stem]}%", "the last column is check_fit.py's figure"
     flags = re.findall(r"--[a-z-]+ [^ `]+", row[1])
     for flag in flags:
         name, value = flag[2:].split(" ")
-        assert float(record["config"][name.replace("-", "_")]) == float(value), (path.name, flag)
+        assert float(record.config[name.replace("-", "_")]) == float(value), (path.name, flag)
 
 
 # ---- the regularisation experiment: the GPU runs
@@ -110,7 +117,7 @@ def spread_cell(s, bold=False):
 def test_the_test_summary_is_what_seeds_py_computes_from_the_records():
     summary = json.loads((GPU / "test" / "summary.json").read_text())
     again = seeds.summarize(seeds.seed_dirs(GPU / "test", 1, 3), relative_to=GPU / "test")
-    assert again == summary and summary["final_acc"]["n"] == 3 and summary["evaluated_on"] == "test set"
+    assert again == summary and summary["final_acc"]["n"] == 3 and summary["eval_set"] == "test"
 
 
 def test_readme_result_row_quotes_the_summary_and_each_seed():
@@ -122,8 +129,7 @@ def test_readme_result_row_quotes_the_summary_and_each_seed():
     for run in summary["runs"]:
         assert f"[{run['final_acc']:.2f}%](assets/runs/gpu/test/{run['run']}/metrics.json)" in README
     # the notebook's record is seed 1's
-    assert json.loads((ROOT / "assets" / "metrics.json").read_text()) == \
-        json.loads((GPU / "test" / "seed1" / "metrics.json").read_text())
+    assert read_record(ROOT / "assets") == read_record(GPU / "test" / "seed1")
 
 
 def test_the_decision_follows_from_the_grid_records_by_the_written_rule():
@@ -132,11 +138,11 @@ def test_the_decision_follows_from_the_grid_records_by_the_written_rule():
     spec.loader.exec_module(regularisation)
     # the decision saw the runs of the first GPU call (seeds 1 and 2 of nine settings); the
     # follow-up call's runs came later, from another commit
-    decision_commit = load(GPU / regularisation.DEFAULT / "seed1" / "metrics.json")["commit"]
+    decision_commit = load(GPU / regularisation.DEFAULT / "seed1" / "metrics.json").commit
     results = {}
     for setting in regularisation.GRID:
         records = [load(path) for path in sorted((GPU / setting).glob("seed*/metrics.json"))]
-        results[setting] = [r["epochs"][-1]["test_acc"] for r in records if r["commit"] == decision_commit]
+        results[setting] = [final(r) for r in records if r.commit == decision_commit]
     decision = json.loads((GPU / "decision.json").read_text())
     assert decision == {"results": results, **regularisation.choose(results)}
     assert decision["chosen"] == regularisation.DEFAULT
@@ -149,27 +155,41 @@ SPLIT_SETTINGS = sorted(p.name for p in GPU.iterdir() if p.is_dir() and p.name !
 def test_split_table_row_quotes_the_settings_records(setting):
     records = [load(p) for p in sorted((GPU / setting).glob("seed*/metrics.json"))]
     for record in records:
-        assert record["config"]["val_split"] == 5000 and "validation split" in record["evaluated_on"]
-    row = table_row(f"| `{setting}` | {records[0]['config']['weight_decay']:g} |")
-    config = records[0]["config"]
+        assert record.config["val_split"] == 5000 and record.eval_set == "validation"
+    row = table_row(f"| `{setting}` | {records[0].config['weight_decay']:g} |")
+    config = records[0].config
     assert [float(v) for v in row[1:5]] == [config["weight_decay"], config["dropout"],
                                             config["label_smoothing"], config["lr_max_factor"]]
-    finals = [r["epochs"][-1]["test_acc"] for r in records]
-    assert row[5] == ", ".join(f"[{a:.2f}](../assets/runs/gpu/{setting}/seed{r['config']['seed']}/metrics.json)"
+    finals = [final(r) for r in records]
+    assert row[5] == ", ".join(f"[{a:.2f}](../assets/runs/gpu/{setting}/seed{r.config['seed']}/metrics.json)"
                                for a, r in zip(finals, records))
     assert row[6] == f"{statistics.fmean(finals):.2f} ± {statistics.stdev(finals):.2f}"
-    assert row[7] == f"{statistics.fmean(r['epochs'][-1]['test_acc_tta'] for r in records):.2f}"
-    assert row[8] == f"{statistics.fmean(r['epochs'][-1]['train_acc'] for r in records):.2f}"
-    assert row[9] == ", ".join(f"{r['lr_max']:.1e}" for r in records)
+    assert row[7] == f"{statistics.fmean(final(r, 'acc_tta') for r in records):.2f}"
+    assert row[8] == f"{statistics.fmean(r.epochs[-1]['train_acc'] for r in records):.2f}"
+    assert row[9] == ", ".join(f"{r.lr_max:.1e}" for r in records)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_test_run_table_quotes_each_record(seed):
     record = load(GPU / "test" / f"seed{seed}" / "metrics.json")
-    assert record["config"]["seed"] == seed and record["evaluated_on"] == "test set"
-    last = record["epochs"][-1]
-    row = table_row(f"| {seed} | {last['test_acc']:.2f}% ")
-    assert row[1] == f"{last['test_acc']:.2f}% ({last['correct']:,} / {last['total']:,})"
-    assert row[2:7] == [f"{last['test_acc_tta']:.2f}%", f"{last['test_loss']:.4f}", f"{record['lr_max']:.2e}",
-                        f"{last['train_acc']:.2f}%", f"{record['seconds']:.1f}"]
+    assert record.config["seed"] == seed and record.eval_set == "test"
+    last = record.epochs[-1]
+    row = table_row(f"| {seed} | {final(record):.2f}% ")
+    assert row[1] == accuracy(last)
+    assert row[2:7] == [f"{final(record, 'acc_tta'):.2f}%", f"{final(record, 'loss'):.4f}", f"{record.lr_max:.2e}",
+                        f"{last['train_acc']:.2f}%", f"{record.seconds:.1f}"]
     assert f"(../assets/runs/gpu/test/seed{seed}/metrics.json)" in row[7]
+
+
+def test_a_record_in_the_first_format_reads_as_the_current_one(tmp_path):
+    old = json.loads((ROOT / "assets" / "runs" / "val_base.json").read_text())  # "test_*" keys, a validation run
+    record = RunRecord.from_dict(old)
+    last = old["epochs"][-1]
+    assert record.eval_set == "validation" and record.config == old["config"]
+    assert record.epochs[-1]["eval"] == {"loss": last["test_loss"], "acc": last["test_acc"], "correct": last["correct"],
+                                         "total": last["total"], "loss_tta": last["test_loss_tta"],
+                                         "acc_tta": last["test_acc_tta"]}
+    write_record(tmp_path, record)  # written again, it is in the current format, and reads back the same
+    text = (tmp_path / "metrics.json").read_text()
+    assert '"eval_set": "validation"' in text and "test_acc" not in text and "evaluated_on" not in text
+    assert read_record(tmp_path) == record

@@ -5,15 +5,14 @@ import shutil
 
 import pytest
 import torch
-from torch import nn
 
 import train
-from s10 import runs
 from s10.cifar import load_cifar10
 from s10.config import Config, ConfigError
 from s10.data import make_loaders
-from s10.engine import build_model, make_optimizer
-from s10.runs import config_conflicts, find_checkpoint, run_record, train_with_checkpoints
+from s10.recipe import Recipe
+from s10.record import read_record
+from s10.runs import Run, config_conflicts, find_checkpoint, open_run, run_record, train_epochs
 from tests.conftest import CPU, ROOT
 
 # the config of conftest's recorded run, as the notebook would spell it
@@ -23,7 +22,7 @@ RECORDED = {"epochs": 3, "batch_size": 50, "finder_steps": 12, "val_split": 50, 
 def test_a_run_folder_with_another_config_is_refused(recorded_run, tmp_path):
     out, _ = recorded_run
     same = Config(**RECORDED, data_dir="elsewhere", workers=0)  # runtime settings may differ
-    assert find_checkpoint(out, same)["history"]["epochs"][0]["epoch"] == 1
+    assert find_checkpoint(out, same)["record"].epochs[0]["epoch"] == 1
     with pytest.raises(ConfigError, match=r"epochs = 4 \(the run has 3\)"):
         find_checkpoint(out, Config(**{**RECORDED, "epochs": 4}))
     assert find_checkpoint(tmp_path / "empty", same) is None
@@ -39,40 +38,39 @@ def test_a_finished_run_is_shown_without_changing_its_record(recorded_run, tiny_
     written = (out / "metrics.json").read_bytes()
     cfg = Config(**RECORDED, data_dir=str(tiny_data), workers=0)
     data = load_cifar10(tiny_data, download=False)
-    train_loader, test_loader, mean, std = make_loaders(data, cfg, CPU)
-    model = build_model(cfg, CPU)
-    optimizer = make_optimizer(model, cfg)
+    train_loader, eval_loader, mean, std = make_loaders(data, cfg, CPU)
+    recipe = Recipe(cfg, CPU)
+    recipe.schedule(5e-3, 5e-5, len(train_loader))
     checkpoint = find_checkpoint(out, cfg)
-    record = run_record(cfg, CPU, data, 5e-3, 5e-5, None, mean, std, commit="later")
+    record = run_record(cfg, recipe, data, mean, std, None, commit="later")
     lines = []
-    metrics = train_with_checkpoints(out, cfg, model, optimizer, nn.CrossEntropyLoss(), train_loader,
-                                     test_loader, CPU, record, checkpoint, log=lines.append)
-    assert metrics == json.loads(written) and "resumed" not in metrics  # the run's own record
+    finished = train_epochs(open_run(out, recipe, record, checkpoint, log=lines.append), recipe,
+                            (train_loader, eval_loader), log=lines.append)
+    assert finished == read_record(out) and finished.resumed == []  # the run's own record
     assert (out / "metrics.json").read_bytes() == written
     assert "holds a finished run of 3 epochs" in lines[0] and "Validation set:" in lines[1]
-    assert "with flip TTA" in lines[1]
-    assert all(torch.equal(v, checkpoint["model"][k]) for k, v in model.state_dict().items())
-    (out / "metrics.json").unlink()  # stopped before its final metrics.json: rebuilt from the checkpoint
-    rebuilt = train_with_checkpoints(out, cfg, model, optimizer, nn.CrossEntropyLoss(), train_loader,
-                                     test_loader, CPU, record, checkpoint, log=lines.append)
-    assert rebuilt["complete"] and rebuilt["epochs"] == metrics["epochs"] and rebuilt["commit"] == metrics["commit"]
-    assert json.loads((out / "metrics.json").read_text()) == json.loads(json.dumps(rebuilt))  # saved
+    assert "with flip TTA" in lines[1] and not {"Epoch 1/3", "Epoch 2/3", "Epoch 3/3"} & set(lines)  # none trained
+    assert all(torch.equal(v, checkpoint["model"][k]) for k, v in recipe.model.state_dict().items())
+    (out / "metrics.json").unlink()  # stopped before its final metrics.json: rewritten from the checkpoint
+    rebuilt = open_run(out, recipe, record, checkpoint, log=lines.append).record
+    assert rebuilt.complete and rebuilt.epochs == finished.epochs and rebuilt.commit == finished.commit
+    assert read_record(out) == rebuilt  # saved
     completed = (out / "metrics.json").read_bytes()
     assert train.main(["--resume", str(out)]) == 0  # the command line: history and plots, nothing trained
     assert (out / "metrics.json").read_bytes() == completed
 
 
 def test_a_resumed_run_keeps_the_precision_it_started_with(tiny_data, tmp_path, monkeypatch, small_model):
-    real_save = runs.save_checkpoint
+    real_save = Run.save_epoch
 
     def save_then_stop(*args, **kwargs):  # an interruption right after epoch 1's checkpoint
         real_save(*args, **kwargs)
         raise KeyboardInterrupt
-    monkeypatch.setattr(runs, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(Run, "save_epoch", save_then_stop)
     out = tmp_path / "run"
     assert train.main(["--data-dir", str(tiny_data), "--epochs", "2", "--batch-size", "50", "--precision", "fp32",
                        "--lr-max", "5e-3", "--lr-min", "5e-5", "--out", str(out)]) == 130
-    monkeypatch.setattr(runs, "save_checkpoint", real_save)
+    monkeypatch.setattr(Run, "save_epoch", real_save)
     monkeypatch.setattr("s10.device.cpu_has_native_bf16", lambda: True)
     assert train.main(["--resume", str(out), "--precision", "bf16"]) == 0  # epoch 2 in bf16
     metrics = json.loads((out / "metrics.json").read_text())

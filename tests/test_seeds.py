@@ -1,17 +1,20 @@
 """--seeds: one recipe over several seeds, each in its own resumable folder, and their summary."""
 import json
 import statistics
+import subprocess
+import sys
 
 import pytest
 import torch
 
-import seeds
 import train
+from s10 import seeds
 from s10.cifar import load_cifar10
 from s10.config import Config
 from s10.data import make_loaders
-from s10.engine import EVAL_CRITERION, build_model, evaluate, fit, make_criterion, make_optimizer
-from s10.lr import make_scheduler
+from s10.engine import evaluate
+from s10.recipe import EVAL_CRITERION, Recipe, make_criterion
+from tests.conftest import ROOT
 
 # in-process runs of one short epoch on the given LRs, on the CPU in float32
 TINY = ["--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5", "--device", "cpu", "--precision", "fp32"]
@@ -32,12 +35,12 @@ def test_seeds_trains_one_folder_per_seed_and_summarises_them(tiny_data, tmp_pat
     assert train.main(args) == 0
     records = {k: json.loads((out / f"seed{k}" / "metrics.json").read_text()) for k in (3, 4)}
     assert [records[k]["config"]["seed"] for k in (3, 4)] == [3, 4]
-    finals = [records[k]["epochs"][-1]["test_acc"] for k in (3, 4)]
+    finals = [records[k]["epochs"][-1]["eval"]["acc"] for k in (3, 4)]
     summary = json.loads((out / "summary.json").read_text())
     assert [r["run"] for r in summary["runs"]] == ["seed3", "seed4"]
     assert summary["final_acc"]["mean"] == pytest.approx(statistics.fmean(finals), abs=1e-3)
     assert summary["final_acc"]["std"] == pytest.approx(statistics.stdev(finals), abs=1e-3)
-    tta = [records[k]["epochs"][-1]["test_acc_tta"] for k in (3, 4)]  # TTA is on by default
+    tta = [records[k]["epochs"][-1]["eval"]["acc_tta"] for k in (3, 4)]  # TTA is on by default
     assert summary["final_acc_tta"]["mean"] == pytest.approx(statistics.fmean(tta), abs=1e-3)
     assert "mean ± std" in capsys.readouterr().out
 
@@ -66,10 +69,11 @@ def test_a_series_stopped_part_way_lists_the_missing_seed(tiny_data, tmp_path, s
 def test_seeds_py_summarises_existing_folders_and_refuses_an_empty_one(tiny_data, tmp_path, capsys, small_model):
     out = tmp_path / "series"
     assert train.main(["--data-dir", str(tiny_data), "--epochs", "1", *TINY, "--out", str(out / "seed1")]) == 0
-    capsys.readouterr()
-    assert seeds.main([str(out)]) == 0
-    assert "| seed1 | 1 |" in capsys.readouterr().out and (out / "summary.json").exists()
-    assert seeds.main([str(tmp_path / "nothing")]) == 2
+    script = [sys.executable, "seeds.py"]
+    done = subprocess.run([*script, str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and "| seed1 | 1 |" in done.stdout and (out / "summary.json").exists()
+    empty = subprocess.run([*script, str(tmp_path / "nothing")], cwd=ROOT, capture_output=True, text=True)
+    assert empty.returncode == 2 and empty.stderr.startswith("error: ")
 
 
 def test_label_smoothing_trains_on_the_smoothed_loss_and_reports_plain_cross_entropy(tiny_data):
@@ -80,18 +84,18 @@ def test_label_smoothing_trains_on_the_smoothed_loss_and_reports_plain_cross_ent
     by_hand = ((1 - eps) * -log_p[torch.arange(6), targets] - eps * log_p.mean(1)).mean()
     assert make_criterion(Config(label_smoothing=eps))(logits, targets) == pytest.approx(float(by_hand))
 
-    cfg = Config(batch_size=50, label_smoothing=eps, workers=0, precision="fp32")
+    cfg = Config(batch_size=50, label_smoothing=eps, workers=0, precision="fp32", epochs=1)
     cpu = torch.device("cpu")
-    train_loader, test_loader, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, cpu)
-    model = build_model(cfg, cpu)
-    optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, 5e-3, 5e-5, 1, len(train_loader))
-    history = fit(model, train_loader, test_loader, optimizer, scheduler, make_criterion(cfg), cpu, 1,
-                  log=lambda *_: None)
-    plain = evaluate(model, test_loader, torch.nn.CrossEntropyLoss(), cpu)
-    smoothed = evaluate(model, test_loader, make_criterion(cfg), cpu)
-    assert history["epochs"][-1]["test_loss"] == pytest.approx(plain["test_loss"])
-    assert smoothed["test_loss"] != pytest.approx(plain["test_loss"])
+    train_loader, eval_loader, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, cpu)
+    recipe = Recipe(cfg, cpu)
+    assert recipe.criterion.label_smoothing == eps
+    recipe.schedule(5e-3, 5e-5, len(train_loader))
+    recipe.train_epoch(train_loader, 0)
+    reported = recipe.evaluate(eval_loader)
+    plain = evaluate(recipe.model, eval_loader, torch.nn.CrossEntropyLoss(), cpu)
+    smoothed = evaluate(recipe.model, eval_loader, make_criterion(cfg), cpu)
+    assert reported["loss"] == pytest.approx(plain["loss"])
+    assert smoothed["loss"] != pytest.approx(plain["loss"])
     assert EVAL_CRITERION.label_smoothing == 0
 
 

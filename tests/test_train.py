@@ -11,8 +11,9 @@ from dataclasses import fields
 import pytest
 
 import train
-from s10 import cifar, engine, lr
-from s10.checkpoints import load_checkpoint
+from s10 import cifar, lr
+from s10.recipe import Recipe
+from s10.record import load_checkpoint
 from s10.config import Config, DataError, DivergedError
 from s10.lr_rules import suggest_lrs
 from s10.run_lock import LOCK, run_folder_lock
@@ -32,7 +33,7 @@ def test_a_run_logs_like_the_assignment_and_records_everything(recorded_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["complete"] and metrics["device"].startswith("cpu") and "local copy" in metrics["data"]
     assert metrics["precision"] == "float32" and metrics["loader"] == "albumentations"
-    assert metrics["evaluated_on"].startswith("validation split: the last 50")
+    assert metrics["eval_set"] == "validation" and not re.search(r"\btest (set|images|accuracy)", printed, re.I)
     assert metrics["config"]["epochs"] == 3 and metrics["config"]["val_split"] == 50
     finder = metrics["lr_finder"]
     assert len(finder["lrs"]) == len(finder["losses"]) == 12
@@ -40,7 +41,7 @@ def test_a_run_logs_like_the_assignment_and_records_everything(recorded_run):
     assert [metrics["lr_max"], metrics["lr_min"]] == list(suggest_lrs(finder["lrs"], finder["losses"])[:2])
     assert len(metrics["lrs"]) == 3 * 3 and metrics["lrs"][0] == pytest.approx(metrics["lr_min"])
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
-    assert all(e["total"] == 50 and "test_acc_tta" in e and "test_loss_tta" in e for e in metrics["epochs"])
+    assert all(e["eval"]["total"] == 50 and {"acc_tta", "loss_tta"} <= set(e["eval"]) for e in metrics["epochs"])
     for plot in ("history", "lr_schedule", "lr_finder", "misclassified", "confusion_matrix",
                  "augmented_samples"):
         assert (out / f"{plot}.png").stat().st_size > 1000
@@ -74,7 +75,7 @@ def files(folder):
 
 def test_a_second_process_on_a_folder_in_use_stops_and_touches_nothing(tiny_data, tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen(train_command("--data-dir", tiny_data, *SHORT, "--no-amp", "--out", out), cwd=ROOT,
+    first = subprocess.Popen(train_command("--data-dir", tiny_data, *SHORT, "--precision", "fp32", "--out", out), cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
@@ -174,18 +175,18 @@ def test_missing_data_offline_exits_with_a_message(tmp_path, monkeypatch, capsys
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch, capsys,
                                                              small_model):
-    real_train = engine.train_one_epoch
+    real_train = Recipe.train_epoch
 
-    def diverge_in_epoch_2(model, loader, optimizer, scheduler, criterion, device, epoch, *rest):
+    def diverge_in_epoch_2(recipe, loader, epoch):
         if epoch == 1:
             raise DivergedError(f"the training loss became nan at epoch {epoch + 1}, step 3")
-        return real_train(model, loader, optimizer, scheduler, criterion, device, epoch, *rest)
+        return real_train(recipe, loader, epoch)
 
-    monkeypatch.setattr(engine, "train_one_epoch", diverge_in_epoch_2)
+    monkeypatch.setattr(Recipe, "train_epoch", diverge_in_epoch_2)
     out = tmp_path / "run"
     assert train.main(["--data-dir", str(tiny_data), *SHORT, "--epochs", "3", "--out", str(out)]) == 2
     assert "loss became nan at epoch 2, step 3" in capsys.readouterr().err
-    assert len(load_checkpoint(out / "checkpoint.pt")["history"]["epochs"]) == 1
+    assert len(load_checkpoint(out / "checkpoint.pt")["record"].epochs) == 1
 
 
 def test_a_real_nan_loss_is_caught(tiny_data, tmp_path, capsys):

@@ -1,22 +1,24 @@
 """The notebook's helpers in utils.py: the results table; no library name pytest would collect."""
 import utils
+from s10.record import RunRecord
 
 
 def test_the_results_table_names_what_was_evaluated_and_shows_tta_only_when_measured():
-    epochs = [{"epoch": 1, "test_acc": 80.0, "train_acc": 70.0, "seconds": 10.0, "test_acc_tta": 81.5},
-              {"epoch": 2, "test_acc": 79.5, "train_acc": 75.0, "seconds": 12.0, "test_acc_tta": 80.25}]
-    metrics = {"epochs": epochs, "config": {"epochs": 2}, "lr_max": 1e-3, "lr_min": 1e-5,
-               "device": "cpu (2 threads)", "precision": "bfloat16", "data": "generated"}
-    table = utils.format_results(metrics)
+    epochs = [{"epoch": 1, "train_acc": 70.0, "seconds": 10.0, "eval": {"acc": 80.0, "acc_tta": 81.5}},
+              {"epoch": 2, "train_acc": 75.0, "seconds": 12.0, "eval": {"acc": 79.5, "acc_tta": 80.25}}]
+    values = {"epochs": epochs, "config": {"epochs": 2}, "eval_set": "test", "lr_max": 1e-3, "lr_min": 1e-5,
+              "device": "cpu (2 threads)", "precision": "bfloat16", "data": "generated", "loader": "albumentations",
+              "commit": None, "torch": "2", "lr_finder": None, "mean": [0.5] * 3, "std": [0.25] * 3}
+    table = utils.format_results(RunRecord(**values))
     assert "| test accuracy, last epoch | 79.50% |" in table
     assert "| best test accuracy | 80.00% (epoch 1) |" in table
     assert "| with flip TTA, last epoch | 80.25% |" in table
     assert "| seconds per epoch (mean) | 11.0 |" in table and "bfloat16" in table
-    held_out = utils.format_results({**metrics, "config": {"epochs": 2, "val_split": 5000}})
-    assert "| validation accuracy, last epoch | 79.50% |" in held_out
+    held_out = utils.format_results(RunRecord(**{**values, "eval_set": "validation"}))
+    assert "| validation accuracy, last epoch | 79.50% |" in held_out and "test" not in held_out
     for epoch in epochs:
-        del epoch["test_acc_tta"]
-    assert "TTA" not in utils.format_results(metrics)
+        del epoch["eval"]["acc_tta"]
+    assert "TTA" not in utils.format_results(RunRecord(**values))
 
 
 def test_the_lr_finder_cell_shows_a_line_when_no_sweep_ran(tmp_path, capsys):

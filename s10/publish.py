@@ -1,0 +1,57 @@
+"""Make a finished full run the repository's record: copy its metrics.json and figures to assets/.
+
+    python -m s10.publish RUN_DIR [--to assets]
+
+The notebook and train.py write only to their run folder; this is the one step that writes the
+README's record. It refuses a run that has not finished, and one trained on a subset (a quick
+run, or the notebook's smoke mode).
+"""
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from s10.config import ConfigError, S10Error
+from s10.record import RECORD, read_record
+
+# what the notebook and train.py draw; a run without an LR sweep has no lr_finder.png
+FIGURES = ("raw_samples.png", "augmented_samples.png", "lr_finder.png", "history.png", "lr_schedule.png",
+           "misclassified.png", "confusion_matrix.png")
+
+
+def publish(run_dir, assets="assets"):
+    """Copy run_dir's metrics.json and figures into `assets`; returns the names copied. Raises
+    ConfigError, copying nothing, for a run that is missing, unfinished or trained on a subset."""
+    run_dir, assets = Path(run_dir), Path(assets)
+    record = read_record(run_dir)
+    if record is None:
+        raise ConfigError(f"{run_dir} holds no {RECORD}: give the folder of a finished run")
+    if not record.complete:
+        raise ConfigError(f"{run_dir} has not finished ({len(record.epochs)} of {record.config['epochs']} "
+                          "epochs): finish it first (train.py --resume, or run the notebook again)")
+    if record.config["subset"] is not None:
+        raise ConfigError(f"{run_dir} trained on {record.config['subset']} images, a quick or smoke run: "
+                          "only a run on the full training set becomes the record")
+    names = [RECORD] + [name for name in FIGURES if (run_dir / name).exists()]
+    assets.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(run_dir / name, assets / name)
+    return names
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a finished run folder (train.py --out, or the notebook's)")
+    parser.add_argument("--to", type=Path, default=Path("assets"), help="default: assets")
+    args = parser.parse_args(argv)
+    try:
+        names = publish(args.run_dir, args.to)
+    except S10Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"copied to {args.to}: {', '.join(names)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
