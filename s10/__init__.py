@@ -7,7 +7,8 @@
     augment        the augmentation's constants and the albumentations pipelines
     device_loader  the loader that keeps the data on the device and augments whole batches
     data           datasets, the train/evaluation split, the loaders and their reseeding
-    lr             the LR range test, the rule that reads LR_max and LR_min off it, One Cycle
+    lr_rules       the rules that read LR_max and LR_min off a sweep, and their fallbacks
+    lr             the LR range test, the choice of the run's LRs, One Cycle
     engine         the loops: a training epoch, an evaluation, predictions, the confusion matrix
     recipe         Recipe: the model, loss, optimizer, precision, grad scaler and One Cycle a
                    Config describes, built once; its epoch's two steps, train and evaluate
