@@ -1,6 +1,6 @@
 """The S10 library, one module per concern; importing it runs nothing.
 
-    lr_rules       the rules that read LR_max and LR_min off an LR sweep's losses
+    lr_rules       the rules that read LR_max and LR_min off a sweep, and their fallbacks
     config         the run's settings (Config), their validation, the errors a user can fix, and
                    eval_set: the evaluation set's one name ("test" or "validation")
     device         the device, seeds, worker count, mixed precision, torch.compile
@@ -9,7 +9,7 @@
     augment        the augmentation's constants and the albumentations pipelines
     device_loader  the loader that keeps the data on the device and augments whole batches
     data           datasets, the train/evaluation split, the loaders and their reseeding
-    lr             the LR range test, the choice of LRs (checkpoint, config or finder), One Cycle
+    lr             the LR range test, the choice of the run's LRs, One Cycle
     engine         the loops: a training epoch, an evaluation, predictions, the confusion matrix
     recipe         Recipe: the model, loss, optimizer, precision, grad scaler and One Cycle a
                    Config describes, built once; its epoch's two steps, train and evaluate
