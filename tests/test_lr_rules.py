@@ -139,3 +139,32 @@ def test_the_cheapest_passing_sweep_wins_then_the_smallest_spread():
     # none passes: the pair nearest the targets, marked as failing
     failing = {"one": {"a": result(1.4), "b": result(1.3, 1.7)}}
     assert finder_rules.choose(failing, {"one": 100}) == {"sweep": "one", "rule": "a", "passes": False}
+
+
+SWEEP_RECORDS = ROOT / "assets" / "runs" / "lr_finder"
+
+
+@pytest.mark.parametrize("path", sorted(SWEEP_RECORDS.glob("*/seed*.json")), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_the_rule_in_use_gives_each_stored_sweeps_recorded_picks(path):
+    record = json.loads(path.read_text())
+    lr_max, lr_min, _, _ = RULES[record.get("rule", "ema-min")](record)
+    assert (lr_max, lr_min) == (record["lr_max"], record["lr_min"])
+    # and the raw losses stored beside the finder's smoothed ones are the ones behind them
+    np.testing.assert_allclose(finder_smoothing(record["raw_losses"]), record["losses"], rtol=1e-9)
+
+
+def docs_table(heading):
+    """{rule: [cells]} of the table under `heading` in docs/lr_finder.md."""
+    text = (ROOT / "docs" / "lr_finder.md").read_text().split(heading)[1].split("\n## ")[0]
+    rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| `")]
+    return {cells[0].strip().split("`")[1]: [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def test_the_docs_spread_table_is_the_stored_sweeps_measured_again():
+    sweeps = finder_rules.load_sweeps(SWEEP_RECORDS / "cpu-as-is")
+    table = docs_table("## The finder as it is, measured")
+    assert set(table) == set(RULES) and f"seeds 1 to {len(sweeps)} of 10" in (ROOT / "docs" / "lr_finder.md").read_text()
+    for rule, cells in table.items():
+        r = finder_rules.measure(sweeps, RULES[rule])
+        assert cells[:4] == [f"{r['lr_max_median']:.3e}".replace("e-0", "e-"), f"{r['lr_max_spread']:.2f}",
+                             f"{r['lr_min_median']:.3e}".replace("e-0", "e-"), f"{r['lr_min_spread']:.2f}"], rule

@@ -27,7 +27,7 @@ GPU = ROOT / "assets" / "runs" / "gpu"
 def fit_checks():
     """{run name: training-image accuracy} from check_fit.py's output saved for each run."""
     text = (ROOT / "assets" / "runs" / "check_fit.txt").read_text()
-    found = re.findall(r"check_fit\.py ~/runs/(\w+) .*?\n.*?\n\s+training images, un-augmented:"
+    found = re.findall(r"check_fit\.py RUNS/(\w+) .*?\n.*?\n\s+training images, un-augmented:"
                        r"\s+accuracy\s+([\d.]+)%", text)
     return dict(found)
 
