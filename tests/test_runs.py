@@ -2,6 +2,7 @@
 is shown without changing its record, a resumed run keeps what it started with."""
 import json
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -82,9 +83,10 @@ def test_a_resumed_run_keeps_the_precision_it_started_with(tiny_data, tmp_path, 
 def test_a_config_saved_with_amp_resumes_with_the_precision_it_meant(amp, precision):
     saved = {**{k: v for k, v in Config().to_dict().items() if k != "precision"}, "amp": amp}
     assert Config.from_dict(saved).precision == precision
-    assert train.resumed_config({"config": saved}, {}, "run").precision == precision
+    checkpoint = {"record": SimpleNamespace(config=saved)}  # resumed_config reads the record's config
+    assert train.resumed_config(checkpoint, {}, "run").precision == precision
     # the precision may change on resume, as amp could: it changes how the run computes, not what
-    assert train.resumed_config({"config": saved}, {"precision": "fp16"}, "run").precision == "fp16"
+    assert train.resumed_config(checkpoint, {"precision": "fp16"}, "run").precision == "fp16"
 
 
 def test_the_committed_records_config_reads_amp_as_auto():
