@@ -104,7 +104,7 @@ def tiny_epoch(tiny_data, criterion, batch_size=50):
     train_loader, _, _, _ = make_loaders(load_cifar10(tiny_data, download=False), cfg, CPU)
     model = TinyNet()
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 1, len(train_loader))
+    scheduler = make_scheduler(optimizer, cfg.lr_max, cfg.lr_min, 1, len(train_loader), cfg.pct_start)
     return train_one_epoch(model, train_loader, optimizer, scheduler, criterion, CPU)
 
 
