@@ -18,5 +18,5 @@ def pytest_configure(config):
         os.environ["S10_DATA"] = stand_in
     else:
         from tests.conftest import write_cifar_folder
-        # 1,100 training images: the small mode trains on the first 1,024
-        os.environ["S10_DATA"] = str(write_cifar_folder(scratch / "data", per_batch=220, test=500))
+        # 1,100 training and 1,000 test images: the small mode uses the first 1,024 and 1,000
+        os.environ["S10_DATA"] = str(write_cifar_folder(scratch / "data", per_batch=220, test=1000))

@@ -67,6 +67,8 @@ class Config:
                               "beside (never instead of) the plain accuracy")
     compile: bool = setting(False, "torch.compile the model (CUDA only)")
     subset: int | None = setting(None, "train on the first N training images (quick runs)", shown="all")
+    eval_subset: int | None = setting(None, "evaluate on the first N evaluation images, test or validation "
+                                            "(quick runs)", shown="all")
     val_split: int = setting(0, "N > 0: hold out the last N training images and evaluate on them "
                                 "instead of the test set (to choose settings honestly)")
     finder_start_lr: float = setting(1e-7, "the LR finder's first LR")
@@ -137,8 +139,10 @@ def validate_config(cfg):
         raise ConfigError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing!r}")
     if not 0 <= cfg.cutout_p <= 1:
         raise ConfigError(f"cutout_p must be in [0, 1], got {cfg.cutout_p!r}")
-    if cfg.subset is not None and cfg.subset <= 0:
-        raise ConfigError(f"subset must be a positive number of images, got {cfg.subset!r}")
+    for name in ("subset", "eval_subset"):
+        value = getattr(cfg, name)
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise ConfigError(f"{name} must be a positive number of images, got {value!r}")
     if not isinstance(cfg.val_split, int) or cfg.val_split < 0:
         raise ConfigError(f"val_split must be a whole number of images >= 0, got {cfg.val_split!r}")
     if cfg.workers is not None and cfg.workers < 0:

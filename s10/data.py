@@ -7,7 +7,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from s10.augment import eval_transforms, train_transforms
 from s10.cifar import channel_stats
-from s10.config import ConfigError
+from s10.config import ConfigError, eval_set
 from s10.device import default_workers
 from s10.device_loader import DeviceLoader
 
@@ -36,7 +36,8 @@ def split_data(data, cfg):
     """(train_x, train_y, eval_x, eval_y): the images each epoch trains and is evaluated on.
 
     Evaluation is on the test set, or with `cfg.val_split` = N on the last N training images,
-    which training then leaves out. `cfg.subset` = N trains on the first N of the rest.
+    which training then leaves out. `cfg.subset` = N trains on the first N of the rest;
+    `cfg.eval_subset` = N evaluates on the first N evaluation images.
     """
     train_x, train_y = data["train_x"], data["train_y"]
     eval_x, eval_y = data["test_x"], data["test_y"]
@@ -49,6 +50,11 @@ def split_data(data, cfg):
         if cfg.subset > len(train_x):
             raise ConfigError(f"subset {cfg.subset} is larger than the {len(train_x)} training images")
         train_x, train_y = train_x[:cfg.subset], train_y[:cfg.subset]
+    if cfg.eval_subset is not None:
+        if cfg.eval_subset > len(eval_x):
+            raise ConfigError(f"eval_subset {cfg.eval_subset} is larger than the {len(eval_x)} "
+                              f"{eval_set(cfg)} images")
+        eval_x, eval_y = eval_x[:cfg.eval_subset], eval_y[:cfg.eval_subset]
     return train_x, train_y, eval_x, eval_y
 
 

@@ -20,6 +20,16 @@ def test_a_validation_split_replaces_the_test_set_with_held_out_training_images(
     assert (mean, std) == channel_stats(data["train_x"][:-150])  # nothing learnt from held-out images
 
 
+@pytest.mark.parametrize("val_split", [0, 150])
+def test_eval_subset_evaluates_the_first_images_of_the_evaluation_set(tiny_data, val_split):
+    data = load_cifar10(tiny_data, download=False)
+    whole, quick = Config(val_split=val_split, subset=30), Config(val_split=val_split, subset=30, eval_subset=40)
+    train_x, _, eval_x, eval_y = split_data(data, whole)
+    got = split_data(data, quick)
+    assert np.array_equal(got[0], train_x)  # training is untouched
+    assert np.array_equal(got[2], eval_x[:40]) and np.array_equal(got[3], eval_y[:40])
+
+
 def test_auto_picks_the_device_loader_on_cuda_only():
     assert resolve_loader(Config(), CPU) == "albumentations"
     assert resolve_loader(Config(), torch.device("cuda")) == "device"
