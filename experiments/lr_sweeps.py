@@ -52,6 +52,15 @@ def spread(values):
     return max(values) / min(values)
 
 
+def summarise(folder):
+    """Every seed's picks in the folder, in seed order (seed 10 after seed 9), and their spread."""
+    records = sorted((json.loads(p.read_text()) for p in Path(folder).glob("seed*.json")), key=lambda r: r["seed"])
+    return {"seeds": [r["seed"] for r in records],
+            "lr_max": [r["lr_max"] for r in records], "lr_min": [r["lr_min"] for r in records],
+            "lr_max_spread": spread([r["lr_max"] for r in records]),
+            "lr_min_spread": spread([r["lr_min"] for r in records])}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="")
@@ -86,14 +95,10 @@ def main(argv=None):
         write_json(path, record)
         print(f"seed {seed}: LR_max {record['lr_max']:.3e}, LR_min {record['lr_min']:.3e}, "
               f"{len(record['lrs'])} steps, {record['seconds']:.0f} s", flush=True)
-    records = [json.loads(p.read_text()) for p in sorted(args.out.glob("seed*.json"))]
-    summary = {"seeds": [r["seed"] for r in records],
-               "lr_max": [r["lr_max"] for r in records], "lr_min": [r["lr_min"] for r in records],
-               "lr_max_spread": spread([r["lr_max"] for r in records]),
-               "lr_min_spread": spread([r["lr_min"] for r in records])}
+    summary = summarise(args.out)
     write_json(args.out / "summary.json", summary)
     print(f"LR_max max/min {summary['lr_max_spread']:.2f}, LR_min max/min {summary['lr_min_spread']:.2f} "
-          f"over {len(records)} seeds")
+          f"over {len(summary['seeds'])} seeds")
 
 
 if __name__ == "__main__":

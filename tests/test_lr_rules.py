@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("finder_rules", ROOT / "experiments" / "finder_rules.py")
 finder_rules = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(finder_rules)
+spec = importlib.util.spec_from_file_location("lr_sweeps", ROOT / "experiments" / "lr_sweeps.py")
+lr_sweeps = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(lr_sweeps)
 
 
 def sweep_history(tiny_data, smooth_f):
@@ -124,6 +127,14 @@ def test_the_spread_of_a_rule_is_max_over_min_across_seeds(tmp_path, capsys):
     assert "cliff1.3-b0.4" in capsys.readouterr().out
 
 
+def test_the_sweeps_summary_lists_the_seeds_in_order_and_their_spread(tmp_path):
+    for seed, lr_max, lr_min in [(10, 4e-2, 2e-5), (2, 1e-2, 1e-5), (9, 2e-2, 3e-5)]:
+        (tmp_path / f"seed{seed}.json").write_text(json.dumps({"seed": seed, "lr_max": lr_max, "lr_min": lr_min}))
+    assert lr_sweeps.summarise(tmp_path) == {"seeds": [2, 9, 10], "lr_max": [1e-2, 2e-2, 4e-2],
+                                             "lr_min": [1e-5, 3e-5, 2e-5], "lr_max_spread": 4.0,
+                                             "lr_min_spread": pytest.approx(3.0)}
+
+
 def result(lr_max_spread, lr_min_spread=1.0):
     return {"lr_max_spread": lr_max_spread, "lr_min_spread": lr_min_spread}
 
@@ -163,7 +174,7 @@ def docs_table(heading):
 def test_the_docs_spread_table_is_the_stored_sweeps_measured_again():
     sweeps = finder_rules.load_sweeps(SWEEP_RECORDS / "cpu-as-is")
     table = docs_table("## The finder as it is, measured")
-    assert set(table) == set(RULES) and f"seeds 1 to {len(sweeps)} of 10" in (ROOT / "docs" / "lr_finder.md").read_text()
+    assert set(table) == set(RULES) and f"measured on seeds 1 to {len(sweeps)}\n" in (ROOT / "docs" / "lr_finder.md").read_text()
     for rule, cells in table.items():
         r = finder_rules.measure(sweeps, RULES[rule])
         assert cells[:4] == [f"{r['lr_max_median']:.3e}".replace("e-0", "e-"), f"{r['lr_max_spread']:.2f}",
