@@ -39,8 +39,7 @@ def sweep_seed(cfg, images, device):
     recipe = Recipe(cfg, device)
     started = time.perf_counter()
     sweep = lr.lr_range_test(recipe.model, recipe.optimizer, recipe.criterion, train_loader, device,
-                             cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
-                             amp_dtype=recipe.amp_dtype, repeats=cfg.finder_repeats)
+                             lr.SweepPlan.of(cfg), recipe.amp_dtype)
     seconds = time.perf_counter() - started
     lr_max, lr_min, notes, _ = RULES[cfg.finder_rule](sweep, lr_max_factor=cfg.lr_max_factor)
     return {"seed": cfg.seed, "precision": devices.precision_name(recipe.amp_dtype),

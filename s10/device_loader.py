@@ -77,11 +77,12 @@ class DeviceLoader:
     Looks enough like a DataLoader for the engine's loops: iterable, len() is the number of
     batches (the last may be partial), `.dataset` (the uint8 images and labels) and `.batch_size`.
     images: uint8 N x H x W x 3 numpy (as cifar.load_cifar10); mean, std: per channel on the
-    0..1 scale (as cifar.channel_stats). train=False: normalise only, in order.
+    0..1 scale (as cifar.channel_stats). train=True: shuffled and augmented (crop, flip, a hole
+    with chance cutout_p); train=False: normalised only, in order.
     """
 
-    def __init__(self, images, labels, batch_size, mean, std, device, train=True, shuffle=None,
-                 seed=0, channels_last=False, cutout_p=1.0):
+    def __init__(self, images, labels, batch_size, mean, std, device, *, train=True, seed=0,
+                 channels_last=False, cutout_p=1.0):
         _check_data(images, labels, batch_size)
         if not 0 <= cutout_p <= 1:
             raise ValueError(f"cutout_p must be in [0, 1], got {cutout_p!r}")
@@ -93,7 +94,6 @@ class DeviceLoader:
         self.dataset = TensorDataset(self.images, self.labels)
         self.batch_size, self.train, self.channels_last = batch_size, train, channels_last
         self.cutout_p = cutout_p
-        self.shuffle = train if shuffle is None else shuffle
         # the hole is cut on the 0..255 image, with the pixel train_transforms fills it with
         self.fill = torch.tensor(hole_fill(mean), dtype=torch.float32, device=self.device)
         mean = torch.tensor(mean, dtype=torch.float32, device=self.device)
@@ -112,7 +112,7 @@ class DeviceLoader:
     def __iter__(self):
         count = len(self.images)
         order = (torch.randperm(count, device=self.device, generator=self.generator)
-                 if self.shuffle else None)
+                 if self.train else None)
         for start in range(0, count, self.batch_size):
             stop = start + self.batch_size
             # in order, a slice: a view, no gather

@@ -6,6 +6,7 @@ import functools
 import io
 import sys
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
@@ -32,27 +33,40 @@ def attribute_set(owner, name, value):
         setattr(owner, name, before)
 
 
-def lr_range_test(model, optimizer, criterion, loader, device, start_lr=Config.finder_start_lr,
-                  end_lr=Config.finder_end_lr, steps=Config.finder_steps, amp_dtype=None, repeats=1):
+@dataclass(frozen=True)
+class SweepPlan:
+    """What an LR range test sweeps: `steps` LRs spaced exponentially from `start_lr` to
+    `end_lr`, `repeats` times from the same weights."""
+    start_lr: float = Config.finder_start_lr
+    end_lr: float = Config.finder_end_lr
+    steps: int = Config.finder_steps
+    repeats: int = Config.finder_repeats
+
+    @classmethod
+    def of(cls, cfg):
+        return cls(cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps, cfg.finder_repeats)
+
+
+def lr_range_test(model, optimizer, criterion, loader, device, plan=SweepPlan(), amp_dtype=None):
     """Exponential LR sweep with torch-lr-finder on `loader` (training data only), under the
-    same mixed precision (`amp_dtype`) as training; `repeats` sweeps from the same weights, each
-    on its own batches, their raw losses averaged (cut to the shortest).
+    same mixed precision (`amp_dtype`) as training; with `plan.repeats` > 1, sweeps from the same
+    weights, each on its own batches, their raw losses averaged (cut to the shortest).
 
     Returns {"lrs", "losses" (smoothed as the finder smooths), "raw_losses"}. The model and
     optimizer are restored to their state before the sweep.
     """
     sweeps = []
-    for _ in range(repeats):
-        losses_lrs = _one_sweep(model, optimizer, criterion, loader, device, start_lr, end_lr, steps, amp_dtype)
+    for _ in range(plan.repeats):
+        losses_lrs = _one_sweep(model, optimizer, criterion, loader, device, plan, amp_dtype)
         sweeps.append({"lrs": losses_lrs[1], "losses": losses_lrs[0],
                        "raw_losses": unsmooth(losses_lrs[0]).tolist()})
-    if repeats == 1:
+    if plan.repeats == 1:
         return sweeps[0]
     lrs, raw = average_sweeps(sweeps)
     return {"lrs": lrs.tolist(), "losses": finder_smoothing(raw), "raw_losses": raw.tolist()}
 
 
-def _one_sweep(model, optimizer, criterion, loader, device, start_lr, end_lr, steps, amp_dtype):
+def _one_sweep(model, optimizer, criterion, loader, device, plan, amp_dtype):
     """(smoothed losses, lrs) of one torch-lr-finder range test; the model and optimizer restored."""
     amp = {} if amp_dtype is None else {
         "amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": amp_dtype},
@@ -70,7 +84,7 @@ def _one_sweep(model, optimizer, criterion, loader, device, start_lr, end_lr, st
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
             # range_test takes a DataLoader, or any loader wrapped in its iterator class
             batches = loader if isinstance(loader, DataLoader) else lr_finder.TrainDataLoaderIter(loader)
-            finder.range_test(batches, start_lr=start_lr, end_lr=end_lr, num_iter=steps,
+            finder.range_test(batches, start_lr=plan.start_lr, end_lr=plan.end_lr, num_iter=plan.steps,
                               step_mode="exp", diverge_th=5)
     finally:
         finder.reset()
@@ -90,8 +104,7 @@ def choose_lrs(cfg, recipe, loader, checkpoint=None, log=print):
     log(f"LR finder: {cfg.finder_steps} steps from {cfg.finder_start_lr:g} to {cfg.finder_end_lr:g}{times}; "
         f"rule {cfg.finder_rule}")
     sweep = lr_range_test(recipe.model, recipe.optimizer, recipe.criterion, loader, recipe.device,
-                          cfg.finder_start_lr, cfg.finder_end_lr, cfg.finder_steps,
-                          amp_dtype=recipe.amp_dtype, repeats=cfg.finder_repeats)
+                          SweepPlan.of(cfg), recipe.amp_dtype)
     lr_max, lr_min, notes, reading = RULES[cfg.finder_rule](sweep, lr_max_factor=cfg.lr_max_factor)
     for note in notes:
         warnings.warn(note, stacklevel=2)

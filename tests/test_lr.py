@@ -12,7 +12,7 @@ from s10 import lr
 from s10.cifar import load_cifar10
 from s10.config import Config, ConfigError, validate_config
 from s10.data import make_loaders
-from s10.lr import choose_lrs, lr_range_test
+from s10.lr import SweepPlan, choose_lrs, lr_range_test
 from s10.lr_rules import FALLBACK_LR_MAX, FALLBACK_RATIO, finder_smoothing, read_curve, suggest_lrs
 from s10.recipe import make_optimizer
 from tests.conftest import CPU, TinyNet, scheduled_lrs
@@ -90,8 +90,8 @@ def test_repeated_sweeps_average_the_raw_losses_of_single_sweeps(tiny_data):
         loader = make_loaders(data, cfg, CPU)[0]  # seeded: the same batches each call
         model = TinyNet()
         optimizer = make_optimizer(model, cfg)
-        return [lr_range_test(model, optimizer, torch.nn.CrossEntropyLoss(), loader, CPU, 1e-4, 1.0, 6,
-                              repeats=repeats_each) for _ in range(times)]
+        return [lr_range_test(model, optimizer, torch.nn.CrossEntropyLoss(), loader, CPU,
+                              SweepPlan(1e-4, 1.0, 6, repeats_each)) for _ in range(times)]
 
     averaged, = sweeps(2, 1)
     first, second = sweeps(1, 2)
@@ -118,7 +118,7 @@ def test_range_test_restores_model_and_optimizer(tiny_data):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer_before = optimizer.state_dict()
     sweep = lr_range_test(model, optimizer, torch.nn.CrossEntropyLoss(), train_loader, CPU,
-                          start_lr=1e-6, end_lr=1.0, steps=12)
+                          SweepPlan(start_lr=1e-6, end_lr=1.0, steps=12))
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics
     assert optimizer.state_dict() == optimizer_before
@@ -146,7 +146,7 @@ def test_range_test_runs_under_the_training_precision(tiny_data, dtype):
     train_loader, _, _, _ = make_loaders(data, Config(batch_size=50, workers=0), CPU)
     model = RecordsPrecision()
     sweep = lr_range_test(model, torch.optim.Adam(model.parameters()), torch.nn.CrossEntropyLoss(),
-                                train_loader, CPU, steps=3, amp_dtype=dtype)
+                                train_loader, CPU, SweepPlan(steps=3), amp_dtype=dtype)
     assert model.seen == {dtype} and len(sweep["lrs"]) == 3
 
 
