@@ -3,15 +3,15 @@
     python -m s10.publish RUN_DIR [--to assets]
 
 The notebook and train.py write only to their run folder; this is the one step that writes the
-README's record. It refuses a run that has not finished, and one trained or evaluated on a subset
-(a quick run, or the notebook's smoke mode).
+README's record. It refuses a run that has not finished, one trained or evaluated on a subset (a
+quick run, or the notebook's smoke mode) and one evaluated on a validation split.
 """
 import argparse
 import shutil
 import sys
 from pathlib import Path
 
-from s10.config import Config, ConfigError, S10Error
+from s10.config import Config, ConfigError, S10Error, eval_set
 from s10.record import RECORD, read_record
 
 # what the notebook and train.py draw; a run without an LR sweep has no lr_finder.png
@@ -21,8 +21,8 @@ FIGURES = ("raw_samples.png", "augmented_samples.png", "lr_finder.png", "history
 
 def publish(run_dir, assets="assets"):
     """Copy run_dir's metrics.json and figures into `assets`; returns the names copied. Raises
-    ConfigError, copying nothing, for a run that is missing, unfinished, or trained or evaluated on
-    a subset."""
+    ConfigError, copying nothing, for a run that is missing or unfinished, trained or evaluated on a
+    subset, or evaluated on a validation split."""
     run_dir, assets = Path(run_dir), Path(assets)
     record = read_record(run_dir)
     if record is None:
@@ -34,9 +34,12 @@ def publish(run_dir, assets="assets"):
     if cfg.subset is not None:
         raise ConfigError(f"{run_dir} trained on {cfg.subset} images, a quick or smoke run: "
                           "only a run on the full training set becomes the record")
+    if cfg.val_split:
+        raise ConfigError(f"{run_dir} was evaluated on a validation split ({cfg.val_split} held-out training "
+                          "images): only a run evaluated on the test set becomes the record")
     if cfg.eval_subset is not None:
-        raise ConfigError(f"{run_dir} was evaluated on {cfg.eval_subset} images, a quick or smoke run: "
-                          "only a run evaluated on every test image becomes the record")
+        raise ConfigError(f"{run_dir} was evaluated on {cfg.eval_subset} {eval_set(cfg)} images, a quick or "
+                          "smoke run: only a run evaluated on every test image becomes the record")
     names = [RECORD] + [name for name in FIGURES if (run_dir / name).exists()]
     assets.mkdir(parents=True, exist_ok=True)
     for name in names:

@@ -32,7 +32,8 @@ def test_a_finished_full_run_is_copied_as_it_is(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"config": {"subset": 1024}}, "trained on 1024 images, a quick or smoke run"),
-    ({"config": {"eval_subset": 1000}}, "evaluated on 1000 images, a quick or smoke run"),
+    ({"config": {"eval_subset": 1000}}, "evaluated on 1000 test images, a quick or smoke run"),
+    ({"config": {"val_split": 5000}}, r"evaluated on a validation split \(5000 held-out training images\)"),
     ({"complete": False}, "has not finished"),
 ])
 def test_a_smoke_or_unfinished_run_is_refused_and_nothing_is_copied(tmp_path, changes, message):
