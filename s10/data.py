@@ -66,15 +66,16 @@ def resolve_loader(cfg, device):
 
 
 def make_loaders(data, cfg, device):
-    """(train_loader, test_loader, mean, std) for the config; stats from the training images.
-    The "test" loader holds the evaluation images of `split_data` (the validation split if any)."""
-    train_x, train_y, test_x, test_y = split_data(data, cfg)
+    """(train_loader, eval_loader, mean, std) for the config; stats from the training images.
+    The evaluation loader holds the evaluation images of `split_data`: the test set, or the
+    validation split."""
+    train_x, train_y, eval_x, eval_y = split_data(data, cfg)
     mean, std = channel_stats(train_x)
     if resolve_loader(cfg, device) == "device":
         common = {"batch_size": cfg.batch_size, "mean": mean, "std": std, "device": device,
                   "seed": cfg.seed, "channels_last": cfg.channels_last}
         return (DeviceLoader(train_x, train_y, train=True, cutout_p=cfg.cutout_p, **common),
-                DeviceLoader(test_x, test_y, train=False, **common), mean, std)
+                DeviceLoader(eval_x, eval_y, train=False, **common), mean, std)
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     # no persistent workers: reseed_loader's per-epoch seed must reach fresh workers each epoch
     common = {"batch_size": cfg.batch_size, "num_workers": workers, "pin_memory": device.type == "cuda"}
@@ -85,10 +86,10 @@ def make_loaders(data, cfg, device):
         CIFAR10Dataset(train_x, train_y, augment), shuffle=True,
         generator=torch.Generator().manual_seed(cfg.seed), worker_init_fn=_seed_worker_transform,
         **common)
-    test_loader = DataLoader(
-        CIFAR10Dataset(test_x, test_y, eval_transforms(mean, std)), shuffle=False,
+    eval_loader = DataLoader(
+        CIFAR10Dataset(eval_x, eval_y, eval_transforms(mean, std)), shuffle=False,
         **common)
-    return train_loader, test_loader, mean, std
+    return train_loader, eval_loader, mean, std
 
 
 def epoch_seed(seed, epoch):

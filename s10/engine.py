@@ -14,7 +14,7 @@ from s10.device import autocast, make_grad_scaler
 
 
 class Meter:
-    """Running loss and accuracy over batches: the one bookkeeping that train and test share.
+    """Running loss and accuracy over batches: the one bookkeeping that training and evaluation share.
 
     update() keeps a batch's loss and correct count on the device, so it does not wait for the
     device; read() copies the pending batches back at once and adds them up on the host in batch

@@ -15,7 +15,7 @@ from typing import TypedDict
 import numpy as np
 import torch
 
-from s10.config import ConfigError, SaveError
+from s10.config import Config, ConfigError, SaveError, eval_set
 
 RECORD = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
@@ -79,8 +79,8 @@ def _from_first_format(values):
         return {"epoch": e["epoch"], "train_loss": e["train_loss"], "train_acc": e["train_acc"],
                 "eval": evaluation, "seconds": e["seconds"]}
     values = {k: v for k, v in values.items() if k != "evaluated_on"}
-    eval_set = "validation" if values["config"].get("val_split") else "test"
-    return {**values, "eval_set": eval_set, "epochs": [epoch(e) for e in values["epochs"]]}
+    evaluated = eval_set(Config.from_dict(values["config"]))
+    return {**values, "eval_set": evaluated, "epochs": [epoch(e) for e in values["epochs"]]}
 
 
 def read_record(run_dir):
