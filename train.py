@@ -28,7 +28,7 @@ from s10.lr import choose_lrs
 from s10.plots import (augmented_samples, plot_confusion_matrix, plot_history, plot_lr_finder, plot_lr_schedule,
                        plot_misclassified, plot_samples)
 from s10.recipe import Recipe
-from s10.record import CHECKPOINT, load_checkpoint
+from s10.record import CHECKPOINT, RECORD, load_checkpoint
 from s10.run_lock import run_folder_lock
 from s10.runs import check_run_folder, config_conflicts, git_commit, open_run, run_record, train_epochs
 from s10.seeds import SUMMARY, format_summary, seed_dirs, write_summary
@@ -138,6 +138,7 @@ def save_plots(out, record, recipe, data, loaders):
     wrong = (preds != targets).nonzero()[0][:32]
     samples = augmented_samples(data["train_x"], record.mean, record.std, cutout_p=recipe.cfg.cutout_p)
     figures = {
+        "raw_samples.png": plot_samples(data["train_x"][:len(samples)], data["train_y"][:len(samples)]),
         "augmented_samples.png": plot_samples(samples, data["train_y"][:len(samples)]),
         "history.png": plot_history(record.epochs, record.eval_set),
         "lr_schedule.png": plot_lr_schedule(record.lrs, len(train_loader)),
@@ -160,10 +161,12 @@ def run(cfg, out, checkpoint=None, log=print):
     seed_everything(cfg.seed)
     data = cifar.load_cifar10(cfg.data_dir)
     train_loader, eval_loader, mean, std = make_loaders(data, cfg, device)
-    held_out = (f"validation images (the last {cfg.val_split} training images)" if eval_set(cfg) == "validation"
-                else "test images")
+    held_out = f"the last {cfg.val_split} training images" if cfg.val_split else ""
+    if cfg.eval_subset is not None:
+        held_out = f"the first {cfg.eval_subset} of " + (held_out or "the test set")
     log(f"device: {device}, {precision}; data: {data['source']}; {len(train_loader.dataset)} train / "
-        f"{len(eval_loader.dataset)} {held_out}; run folder: {out}")
+        f"{len(eval_loader.dataset)} {eval_set(cfg)} images{f' ({held_out})' if held_out else ''}; "
+        f"run folder: {out}")
 
     recipe = Recipe(cfg, device, log)
     lr_max, lr_min, finder = choose_lrs(cfg, recipe, train_loader, checkpoint, log)
@@ -174,7 +177,7 @@ def run(cfg, out, checkpoint=None, log=print):
     save_plots(out, record, recipe, data, (train_loader, eval_loader))
     last = record.epochs[-1]
     log(f"done: {record.eval_set} accuracy {last['eval']['acc']:.2f}% after {last['epoch']} epochs; "
-        f"{record.seconds:.0f} s; metrics in {out / 'metrics.json'}")
+        f"{record.seconds:.0f} s; metrics in {out / RECORD}")
     return record
 
 

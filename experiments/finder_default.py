@@ -47,7 +47,8 @@ CANDIDATES = {
 }
 VAL_SPLIT = 5000
 SMOKE = {"seeds": range(1, 3), "sweep": ["--subset", "256", "--batch-size", "32"], "sweep_steps": 30,
-         "train": ["--subset", "256", "--batch-size", "64", "--epochs", "1", "--finder-steps", "12", "--no-tta"]}
+         "train": ["--subset", "256", "--eval-subset", "256", "--batch-size", "64", "--epochs", "1",
+                   "--finder-steps", "12", "--no-tta"]}
 
 
 def python(*args, log):

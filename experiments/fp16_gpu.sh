@@ -20,8 +20,8 @@ KILL_AFTER=${KILL_AFTER:-3}
 mkdir -p "$OUT"
 if [ "$SMOKE" = 1 ]; then
     DEVICE=${DEVICE:-cpu}; KILL_AFTER=1
-    TINY=(--subset 256 --batch-size 64 --epochs 2 --finder-steps 6 --no-tta)
-    TINY_YAML="subset: 256, batch_size: 64, epochs: 2, finder_steps: 6, tta: false"
+    TINY=(--subset 256 --eval-subset 256 --batch-size 64 --epochs 2 --finder-steps 6 --no-tta)
+    TINY_YAML="subset: 256, eval_subset: 256, batch_size: 64, epochs: 2, finder_steps: 6, tta: false"
     BENCH=(--device "$DEVICE" --batches 2 --batch-size 32)
 else
     DEVICE=${DEVICE:-cuda}; TINY=(); TINY_YAML=""; BENCH=(--device "$DEVICE")
@@ -33,8 +33,9 @@ for precision in auto fp16; do
     grep -v "it/s" "$OUT/bench_$precision.txt"
 done
 if [ -n "$BEFORE" ]; then
-    git worktree add -f /tmp/s10-before "$BEFORE" > /dev/null 2>&1
-    (cd /tmp/s10-before && timeout 300 python bench.py "${BENCH[@]}") > "$OUT/bench_before.txt" 2>&1
+    before=$(mktemp -d)
+    git worktree add -f "$before" "$BEFORE" > /dev/null 2>&1
+    (cd "$before" && timeout 300 python bench.py "${BENCH[@]}") > "$OUT/bench_before.txt" 2>&1
     grep -v "it/s" "$OUT/bench_before.txt"
 fi
 

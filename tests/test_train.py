@@ -43,7 +43,7 @@ def test_a_run_logs_like_the_assignment_and_records_everything(recorded_run):
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
     assert all(e["eval"]["total"] == 50 and {"acc_tta", "loss_tta"} <= set(e["eval"]) for e in metrics["epochs"])
     for plot in ("history", "lr_schedule", "lr_finder", "misclassified", "confusion_matrix",
-                 "augmented_samples"):
+                 "raw_samples", "augmented_samples"):
         assert (out / f"{plot}.png").stat().st_size > 1000
 
 
@@ -209,3 +209,16 @@ def test_a_sweep_without_a_usable_curve_is_a_warning_line_and_recorded(tiny_data
     assert f"warning: {notes[0]}\n" in capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["lr_max"], metrics["lr_min"], metrics["lr_finder"]["notes"]) == (lr_max, lr_min, notes)
+
+
+@pytest.mark.parametrize("flags, line", [
+    (["--eval-subset", "20"], "200 train / 20 test images (the first 20 of the test set)"),
+    (["--val-split", "50", "--eval-subset", "20"],
+     "150 train / 20 validation images (the first 20 of the last 50 training images)"),
+])
+def test_an_eval_subset_says_which_images_and_each_epoch_counts_only_them(tiny_data, tmp_path, capsys, small_model,
+                                                                         flags, line):
+    out = tmp_path / "run"
+    assert train.main(["--data-dir", str(tiny_data), *SHORT, "--no-tta", *flags, "--out", str(out)]) == 0
+    assert line in capsys.readouterr().out
+    assert [e["eval"]["total"] for e in json.loads((out / "metrics.json").read_text())["epochs"]] == [20]
