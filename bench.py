@@ -126,8 +126,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batches", type=int, help="batches per measurement (default: 10 on CPU, 50 else)")
-    parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+    parser.add_argument("--batch-size", type=int, default=Config.batch_size)
+    parser.add_argument("--precision", choices=PRECISIONS, default=Config.precision,
                         help="as train.py's --precision (default: auto)")
     parser.add_argument("--compile", action="store_true",
                         help="also measure the bare step and the full loop under torch.compile (CUDA only)")

@@ -41,8 +41,8 @@ def passes(result):
 
 def sweep_cost(sweeps):
     """Batches one seed's finder trains on: steps x repeats (the finder may stop early)."""
-    settings = next(iter(sweeps.values())).get("sweep", {})
-    return settings.get("steps", 100) * settings.get("repeats", 1)
+    settings = next(iter(sweeps.values()))["sweep"]
+    return settings["steps"] * settings["repeats"]
 
 
 def choose(results, costs):

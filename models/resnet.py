@@ -20,7 +20,7 @@ from torch import nn
 class ConvBlock(nn.Sequential):
     """Conv 3x3 (no bias), optional 2x2 max-pool, BatchNorm, ReLU, Dropout."""
 
-    def __init__(self, in_channels, out_channels, pool=False, dropout=0.05):
+    def __init__(self, in_channels, out_channels, dropout, pool=False):
         layers = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)]
         if pool:
             layers.append(nn.MaxPool2d(2))
@@ -31,7 +31,7 @@ class ConvBlock(nn.Sequential):
 class ResidualLayer(nn.Sequential):
     """X = ConvBlock(pool) ; R = two ConvBlocks ; output X + R(X)."""
 
-    def __init__(self, in_channels, out_channels, dropout=0.05):
+    def __init__(self, in_channels, out_channels, dropout):
         super().__init__(
             ConvBlock(in_channels, out_channels, pool=True, dropout=dropout),
             nn.Sequential(ConvBlock(out_channels, out_channels, dropout=dropout),

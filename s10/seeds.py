@@ -10,7 +10,7 @@ import math
 import statistics
 from pathlib import Path
 
-from s10.record import read_record
+from s10.record import RECORD, read_record
 
 SUMMARY = "summary.json"
 
@@ -81,7 +81,7 @@ def write_summary(out, run_dirs):
 
 def run_folders(out):
     """The run folders in `out` (each holding a metrics.json), seed2 before seed10."""
-    return sorted((p.parent for p in Path(out).glob("*/metrics.json")), key=lambda d: (len(d.name), d.name))
+    return sorted((p.parent for p in Path(out).glob(f"*/{RECORD}")), key=lambda d: (len(d.name), d.name))
 
 
 def choose_setting(results, default):

@@ -110,7 +110,8 @@ def write_sweeps(folder, curves):
     folder.mkdir()
     for seed, (lrs, raw) in enumerate(curves, start=1):
         (folder / f"seed{seed}.json").write_text(json.dumps(
-            {"seed": seed, "lrs": list(lrs), "losses": finder_smoothing(raw), "raw_losses": list(raw)}))
+            {"seed": seed, "lrs": list(lrs), "losses": finder_smoothing(raw), "raw_losses": list(raw),
+             "sweep": {"steps": len(lrs), "repeats": 1}}))
     return folder
 
 

@@ -1,5 +1,5 @@
 """Every shell command the README gives runs as written: each line of its ```bash blocks and each
-inline `python ...` or `pip ...` it quotes.
+inline `python ...`, `pip ...` or `papermill ...` it quotes.
 
 How each is checked (COMMANDS below, by its first words):
 - run as written: the converter (in a scratch folder holding a tiny JPEG archive under the name
@@ -9,17 +9,23 @@ How each is checked (COMMANDS below, by its first words):
   is validated (the suite's other tests run train.py itself on small data);
 - check_fit.py, check_precision.py, s10.publish and bench.py need a finished run or minutes of timing: they are
   started with --help appended, which parses the flags before it;
+- papermill's: the settings it gives the notebook's parameters cell, injected as papermill
+  injects them, make a valid Config;
 - the test command is this suite: it is not started again here; .ci/run must run exactly it.
 """
 import os
 import re
+import shlex
 import subprocess
 import sys
 
 import pytest
+import yaml
+from papermill.iorw import load_notebook_node
+from papermill.parameterize import parameterize_notebook
 
 import train
-import utils
+from s10.config import Config, validate_config
 from tests.conftest import ROOT, write_jpeg_archive
 
 README = (ROOT / "README.md").read_text()
@@ -30,7 +36,7 @@ def readme_commands():
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
         commands += [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
-    commands += re.findall(r"`((?:python|pip) [^`]+)`", README)
+    commands += re.findall(r"`((?:python|pip|papermill) [^`]+)`", README)
     return list(dict.fromkeys(commands))  # each once, in order
 
 
@@ -45,7 +51,7 @@ def parse_training_run(command, tmp_path):
     except SystemExit as e:  # argparse's way out, after --help or on a flag it does not know
         assert e.code == 0 and command.endswith("--help"), f"{command!r} does not parse"
         return
-    utils.validate_config(utils.Config(**train.given_settings(args)))
+    validate_config(Config(**train.given_settings(args)))
 
 
 def with_help(command, tmp_path):
@@ -78,6 +84,21 @@ def pip_install(command, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+def papermill_parameters(command, tmp_path):
+    """The notebook's parameters cell takes the command's -y values as papermill injects them,
+    and the settings make a valid Config."""
+    args = shlex.split(command)
+    assert args[1] == "S10.ipynb"
+    parameters = yaml.safe_load(args[args.index("-y") + 1])
+    notebook = parameterize_notebook(load_notebook_node(str(ROOT / "S10.ipynb")), parameters)
+    namespace = {}
+    for cell in notebook.cells:  # the parameters cell, then the one papermill injects after it
+        if {"parameters", "injected-parameters"} & set(cell.metadata.tags):
+            exec(cell.source, namespace)
+    validate_config(Config(**namespace["settings"]))
+    assert namespace["settings"] == parameters["settings"]
+
+
 def the_suite(command, tmp_path):
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert [line for line in ci if "pytest" in line and not line.startswith("#")][-1] == command
@@ -87,7 +108,7 @@ COMMANDS = {"python train.py": parse_training_run, "python check_fit.py": with_h
             "python check_precision.py": with_help, "python bench.py": with_help,
             "python -m s10.publish": with_help,
             "python -m s10.cifar_jpeg": convert, "python seeds.py": summarise_seeds,
-            "pip install": pip_install, "python -m pytest": the_suite}
+            "pip install": pip_install, "python -m pytest": the_suite, "papermill S10.ipynb": papermill_parameters}
 
 
 def test_the_readme_gives_its_commands():
@@ -105,5 +126,5 @@ def test_the_readme_command_runs_as_written(command, tmp_path):
 def test_the_docs_name_nothing_outside_the_repository():
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         text = path.read_text()
-        for pattern in (r"\bissues? \d+", r"~/", r"\.\./shared", r"/root/|/home/"):
+        for pattern in (r"\bissues? \d+", r"(?<![\w&])#\d+\b", r"~/", r"\.\./shared", r"/root/|/home/"):
             assert not re.search(pattern, text), f"{path.name} has {re.search(pattern, text).group()!r}"
