@@ -1,5 +1,7 @@
 """One writer per run folder: an exclusive lock that a process holds on its run folder for as
-long as it writes there, so that a second process on the same folder stops before touching it."""
+long as it writes there (train.py for its run, the notebook's kernel for as long as it lives), so
+that a second process on the same folder stops before touching it."""
+import atexit
 import contextlib
 import os
 from pathlib import Path
@@ -47,6 +49,33 @@ def _acquire(path):
         os.close(fd)
 
 
+# run folder (resolved) -> the descriptor holding its lock, for the folders this process holds:
+# a process is one writer, so it may take a folder it already holds again (train.py holds its
+# folder and then opens the run in it; the notebook opens its run again when its cells are re-run)
+_HELD = {}
+
+
+def _take(run_dir):
+    """Hold run_dir's lock; False if this process already held it (nothing to release then)."""
+    key = run_dir.resolve()
+    if key in _HELD:
+        return False
+    fd = _acquire(run_dir / LOCK)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _HELD[key] = fd
+    return True
+
+
+def _release(run_dir):
+    fd = _HELD.pop(Path(run_dir).resolve(), None)
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        (Path(run_dir) / LOCK).unlink()  # while still holding the lock: see _acquire
+    os.close(fd)
+
+
 @contextlib.contextmanager
 def run_folder_lock(run_dir):
     """Hold `run_dir`'s lock (creating the folder) while the block runs.
@@ -61,21 +90,26 @@ def run_folder_lock(run_dir):
     if fcntl is None:
         yield
         return
-    path = run_dir / LOCK
     try:
-        fd = _acquire(path)
+        taken = _take(run_dir)
     except FolderInUse:
         _remove_empty(created)
         raise
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
-        with contextlib.suppress(OSError):
-            path.unlink()  # while still holding the lock: see _acquire
-        os.close(fd)
+        if taken:
+            _release(run_dir)
         _remove_empty(created)
+
+
+def hold_run_folder(run_dir):
+    """Hold `run_dir`'s lock (an existing folder) until this process ends: the notebook's run,
+    whose kernel writes the folder from one cell to the next. FolderInUse if another process
+    holds it."""
+    run_dir = Path(run_dir)
+    if fcntl is not None and _take(run_dir):
+        atexit.register(_release, run_dir)
 
 
 def _remove_empty(folders):

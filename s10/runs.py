@@ -11,6 +11,7 @@ from s10.config import Config, ConfigError, eval_set
 from s10.data import resolve_loader
 from s10.device import device_name, precision_name
 from s10.engine import format_eval_line
+from s10.run_lock import hold_run_folder
 from s10.record import (CHECKPOINT, RunRecord, load_checkpoint, read_record, restore_training_state,
                         save_checkpoint, write_record)
 
@@ -128,10 +129,12 @@ def open_run(run_dir, recipe, record, checkpoint=None, log=print):
     """The run in `run_dir`: a new one with `record`, or, given its checkpoint, the run it holds,
     restored into `recipe` (same schedule step, same RNG) with its epochs so far logged. A
     finished run trains nothing; its metrics.json is completed from the checkpoint if a stop
-    cut it short."""
+    cut it short. This process holds the folder's lock from here until it ends (FolderInUse if
+    another process writes there)."""
     run_dir = Path(run_dir)
     check_run_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    hold_run_folder(run_dir)  # one writer: a train.py or another kernel on the folder is refused
     if checkpoint is None:
         return Run(run_dir, recipe, record, log)
     restore_training_state(checkpoint, recipe)

@@ -1,6 +1,7 @@
 """Fixtures: a small CIFAR-10 in the official python layout, made offline in a temporary folder;
 helpers the test files share: a small stand-in model, train.py in a fresh interpreter (and killed
 mid-run), per-epoch results to compare."""
+import contextlib
 import os
 import pickle
 import signal
@@ -142,6 +143,20 @@ def kill_in_epoch_2(*args, log, prelude=None, timeout=120):
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+
+@contextlib.contextmanager
+def held_by_another_process(run_dir):
+    """Another Python process holds run_dir's lock (s10.run_lock) while the block runs; yields its PID."""
+    code = ("import sys, time\nfrom s10.run_lock import run_folder_lock\n"
+            "with run_folder_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def comparable(metrics):

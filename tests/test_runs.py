@@ -1,7 +1,10 @@
 """Runs as the notebook continues them: a run folder with another config is refused, a finished run
 is shown without changing its record, a resumed run keeps what it started with."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -13,8 +16,9 @@ from s10.config import Config, ConfigError
 from s10.data import make_loaders
 from s10.recipe import Recipe
 from s10.record import read_record
+from s10.run_lock import LOCK, FolderInUse
 from s10.runs import Run, config_conflicts, find_checkpoint, open_run, run_record, train_epochs
-from tests.conftest import CPU, ROOT
+from tests.conftest import CPU, ROOT, held_by_another_process
 
 # the config of conftest's recorded run, as the notebook would spell it
 RECORDED = {"epochs": 3, "batch_size": 50, "finder_steps": 12, "val_split": 50, "tta": True, "precision": "fp32"}
@@ -93,3 +97,24 @@ def test_the_committed_records_config_reads_amp_as_auto():
     config = json.loads((ROOT / "assets" / "metrics.json").read_text())["config"]
     assert config["amp"] is True and "precision" not in config
     assert Config.from_dict(config).precision == "auto" and config_conflicts(config, Config()) == {}
+
+
+def test_the_notebooks_run_holds_its_folder_for_as_long_as_its_kernel_lives(tiny_data, tmp_path, small_model):
+    cfg = Config(epochs=1, batch_size=50, workers=0, precision="fp32", data_dir=str(tiny_data))
+    data = load_cifar10(tiny_data, download=False)
+    train_loader, _, mean, std = make_loaders(data, cfg, CPU)
+    recipe = Recipe(cfg, CPU)
+    recipe.schedule(5e-3, 5e-5, len(train_loader))
+    record = run_record(cfg, recipe, data, mean, std, None)
+    out = tmp_path / "run"
+    with held_by_another_process(out) as pid:  # a train.py writing the folder
+        with pytest.raises(FolderInUse, match=f"is in use by process {pid},"):
+            open_run(out, recipe, record, log=lambda line: None)
+        assert [p.name for p in out.iterdir()] == [LOCK]  # nothing written
+    open_run(out, recipe, record, log=lambda line: None)
+    open_run(out, recipe, record, log=lambda line: None)  # its cells run again in the same kernel
+    assert (out / LOCK).read_text() == f"{os.getpid()}\n"
+    other = subprocess.run([sys.executable, "-c", "import sys\nfrom s10.run_lock import run_folder_lock\n"
+                            "with run_folder_lock(sys.argv[1]):\n    pass", str(out)],
+                           cwd=ROOT, capture_output=True, text=True)
+    assert other.returncode != 0 and f"is in use by process {os.getpid()}," in other.stderr

@@ -16,8 +16,9 @@ from s10.recipe import Recipe
 from s10.record import load_checkpoint
 from s10.config import Config, DataError, DivergedError
 from s10.lr_rules import suggest_lrs
-from s10.run_lock import LOCK, run_folder_lock
-from tests.conftest import RECORDED_RUN, ROOT, comparable, kill_in_epoch_2, run_cli, train_command
+from s10.run_lock import LOCK
+from tests.conftest import (RECORDED_RUN, ROOT, comparable, held_by_another_process, kill_in_epoch_2, run_cli,
+                            train_command)
 
 # an in-process run of one short epoch on the given LRs
 SHORT = ["--epochs", "1", "--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5"]
@@ -98,10 +99,10 @@ def test_a_second_process_on_a_folder_in_use_stops_and_touches_nothing(tiny_data
 
 def test_seeds_lock_every_seed_folder_before_any_work(tiny_data, tmp_path, capsys):
     out = tmp_path / "series"
-    with run_folder_lock(out / "seed2"):  # as another process running seed 2 would
+    with held_by_another_process(out / "seed2") as pid:  # as another process running seed 2 would
         assert train.main(["--data-dir", str(tiny_data), *SHORT, "--seeds", "3", "--out", str(out)]) == 2
         err = capsys.readouterr().err
-        assert err.startswith(f"error: {out / 'seed2'} is in use by process {os.getpid()},")
+        assert err.startswith(f"error: {out / 'seed2'} is in use by process {pid},")
         assert sorted(p.name for p in out.iterdir()) == ["seed2"]  # seed 1 was locked, then let go
 
 
