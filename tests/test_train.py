@@ -1,7 +1,6 @@
 """train.py: a run end to end, resume after a kill, one writer per run folder, its help, and every
 fault as one error line."""
 import json
-import os
 import re
 import signal
 import subprocess
