@@ -81,12 +81,17 @@ def resumed_config(checkpoint, given, run_dir):
     return cfg
 
 
+def default_out():
+    """runs/<date-time>: a new folder for each run started without --out."""
+    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+
+
 def resolve_run(args, locks=None):
     """(config, run folder, checkpoint or None) from the parsed flags. Given `locks` (an
     ExitStack), the run folder's lock joins it before anything in the folder is read."""
     given = given_settings(args)
     if args.resume is None:
-        out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        out = args.out or default_out()
         check_run_folder(out)  # now, not after the data loading and the LR sweep
         if locks is not None:
             locks.enter_context(run_folder_lock(out))
@@ -112,7 +117,7 @@ def resolve_seed_runs(args, locks=None):
         raise ConfigError("--seeds continues its runs when the same command is given again "
                                 "(with --out): drop --resume")
     given = given_settings(args)
-    out = args.out or Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or default_out()
     check_run_folder(out)  # now, not after the first seed's data loading
     first = given.pop("seed", Config().seed)
     run_dirs = seed_dirs(out, first, args.seeds)

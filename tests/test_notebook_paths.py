@@ -1,7 +1,9 @@
 """The notebook's own code cells, run top to bottom on each path a user can take: both LRs given,
 a run folder holding an interrupted run (continued) or a finished one (shown, nothing trained),
 and a validation split. `pytest --nbval` runs the fresh path with the LR sweep."""
+import ast
 import contextlib
+import inspect
 import io
 import json
 import re
@@ -11,6 +13,7 @@ import pytest
 
 import train
 import utils
+from s10 import runs
 from s10.config import Config, DivergedError
 from s10.recipe import Recipe
 
@@ -105,3 +108,15 @@ def test_a_validation_split_runs_every_cell_on_the_held_out_images(tiny_data, tm
     assert not re.search(r"\btest (set|images|accuracy)", printed, re.I)  # nothing calls them test images
     assert len(namespace["eval_images"]) == 50 and namespace["counts"].sum() == 50
     assert namespace["run"].record.eval_set == "validation"
+
+
+def test_train_py_runs_the_notebooks_epoch_loop_step_for_step():
+    """runs.train_epochs (train.py's loop) is the notebook's epoch cell, but for printing through
+    `log` and calling the names utils re-exports by their own."""
+    def loop(tree):
+        node = next(n for n in ast.walk(tree) if isinstance(n, ast.For))
+        return ast.dump(node).replace("Attribute(value=Name(id='utils', ctx=Load()), attr='format_eval_line', ctx=Load())",
+                                      "Name(id='format_eval_line', ctx=Load())")
+    cell = next(code for code, _ in notebook_code() if "run.epochs_left()" in code)
+    function = ast.parse(inspect.getsource(runs.train_epochs))
+    assert loop(ast.parse(cell)) == loop(function).replace("Name(id='log', ctx=Load())", "Name(id='print', ctx=Load())")
