@@ -111,6 +111,11 @@ class TinyNet(nn.Module):
         return self.layers(x)
 
 
+# a prelude for train_command: the run builds TinyNet instead of the ResNet (as small_model does)
+SMALL_MODEL = ("from s10 import recipe\nfrom tests.conftest import TinyNet\n"
+               "recipe.build_model = lambda cfg, device: TinyNet(cfg.dropout).to(device)")
+
+
 def train_command(*args, prelude=None):
     """The command that runs train.py with `args`; with `prelude` (Python code that may patch
     modules first), `python -c` runs the prelude and then train.main."""

@@ -40,16 +40,17 @@ def test_stand_in_reads_as_the_full_dataset(stand_in):
 
 
 def test_short_real_run_learns_well_above_chance(stand_in, tmp_path):
-    cfg = Config(subset=2048, eval_subset=1000, batch_size=128, epochs=3, lr_max=2e-3, lr_min=2e-5, workers=0,
+    # 3 epochs of 16 steps of 64 images in float32: short enough for the suite, long enough to learn
+    cfg = Config(subset=1024, eval_subset=1000, batch_size=64, epochs=3, lr_max=2e-3, lr_min=2e-5, workers=0,
                  precision="fp32", tta=False, channels_last=False)
     seed_everything(0)
     data = load_cifar10(stand_in, download=False)
     train_loader, eval_loader, _, _ = make_loaders(data, cfg, torch.device("cpu"))
     recipe = Recipe(cfg, torch.device("cpu"))
     recipe.schedule(cfg.lr_max, cfg.lr_min, len(train_loader))
-    run = Run(tmp_path, recipe, run_record(cfg, recipe, data, *channel_stats(data["train_x"][:2048]), None, "test"),
+    run = Run(tmp_path, recipe, run_record(cfg, recipe, data, *channel_stats(data["train_x"][:1024]), None, "test"),
               log=lambda line: None)
     record = train_epochs(run, recipe, (train_loader, eval_loader), log=lambda line: None)
     print(record.epochs)
     assert [e["eval"]["total"] for e in record.epochs] == [1000] * 3
-    assert record.epochs[-1]["eval"]["acc"] > 30  # chance is 10%
+    assert record.epochs[-1]["eval"]["acc"] > 25  # chance is 10%

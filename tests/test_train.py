@@ -16,8 +16,8 @@ from s10.record import load_checkpoint
 from s10.config import Config, DataError, DivergedError
 from s10.lr_rules import suggest_lrs
 from s10.run_lock import LOCK
-from tests.conftest import (RECORDED_RUN, ROOT, comparable, held_by_another_process, kill_in_epoch_2, run_cli,
-                            train_command)
+from tests.conftest import (RECORDED_RUN, ROOT, SMALL_MODEL, comparable, held_by_another_process, kill_in_epoch_2,
+                            run_cli, train_command)
 
 # an in-process run of one short epoch on the given LRs
 SHORT = ["--epochs", "1", "--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5"]
@@ -75,8 +75,10 @@ def files(folder):
 
 def test_a_second_process_on_a_folder_in_use_stops_and_touches_nothing(tiny_data, tmp_path):
     out = tmp_path / "run"
-    first = subprocess.Popen(train_command("--data-dir", tiny_data, *SHORT, "--precision", "fp32", "--out", out), cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the first run trains TinyNet: what is tested is the folder, not the model
+    first = subprocess.Popen(train_command("--data-dir", tiny_data, *SHORT, "--precision", "fp32", "--out", out,
+                                           prelude=SMALL_MODEL),
+                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
         while not ((out / LOCK).exists() and (out / LOCK).read_text().strip() == str(first.pid)):
