@@ -190,6 +190,14 @@ def small_model(monkeypatch):
     monkeypatch.setattr(recipe, "build_model", lambda cfg, device: TinyNet(cfg.dropout).to(device))
 
 
+@pytest.fixture
+def no_figures(monkeypatch):
+    """train.py draws no figures: for tests of runs whose figures they do not look at (drawing
+    them takes seconds a run on a small CPU; the figures have tests of their own)."""
+    import train
+    monkeypatch.setattr(train, "save_plots", lambda *args, **kwargs: None)
+
+
 def scheduled_lrs(lr_max, lr_min, epochs, steps_per_epoch):
     """The LR of every step of lr.make_scheduler's One Cycle, stepped as training steps it."""
     optimizer = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=lr_min)

@@ -69,13 +69,15 @@ def test_a_skipped_fp16_step_keeps_the_schedule_moving_without_a_warning(tiny_da
 # A T4's recipe on the CPU: fp16 autocast with a grad scaler (the precision autocast_dtype gives a
 # GPU older than Ampere). The ResNet's fp16 convolution backward takes about a minute a step on a
 # CPU (torch 2.14), so a small net stands in; the data, loader, finder, schedule, scaler,
-# checkpoints and resume are the real ones.
+# checkpoints and resume are the real ones. The runs draw no figures (seconds each on a small CPU).
 FP16_LIKE_A_T4 = """
 import torch
+import train
 from s10 import device, recipe
 from tests.conftest import TinyNet
 device.cpu_autocast_dtype = lambda: torch.float16
 recipe.build_model = lambda cfg, dev: TinyNet(cfg.dropout).to(dev, memory_format=torch.channels_last)
+train.save_plots = lambda *args, **kwargs: None
 """
 
 

@@ -65,7 +65,8 @@ def test_a_finished_run_is_shown_without_changing_its_record(recorded_run, tiny_
     assert (out / "metrics.json").read_bytes() == completed
 
 
-def test_a_resumed_run_keeps_the_precision_it_started_with(tiny_data, tmp_path, monkeypatch, small_model):
+def test_a_resumed_run_keeps_the_precision_it_started_with(tiny_data, tmp_path, monkeypatch, small_model,
+                                                           no_figures):
     real_save = Run.save_epoch
 
     def save_then_stop(*args, **kwargs):  # an interruption right after epoch 1's checkpoint

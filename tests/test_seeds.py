@@ -16,6 +16,8 @@ from s10.engine import evaluate
 from s10.recipe import EVAL_CRITERION, Recipe, make_criterion
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.usefixtures("no_figures")  # the seeds' machinery is under test, not the figures
+
 # in-process runs of one short epoch on the given LRs, on the CPU in float32
 TINY = ["--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5", "--device", "cpu", "--precision", "fp32"]
 

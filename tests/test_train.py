@@ -202,7 +202,7 @@ def test_a_real_nan_loss_is_caught(tiny_data, tmp_path, capsys):
 
 
 def test_a_sweep_without_a_usable_curve_is_a_warning_line_and_recorded(tiny_data, tmp_path, monkeypatch, capsys,
-                                                                       small_model):
+                                                                       small_model, no_figures):
     sweep = {"lrs": [1e-7, 1e-6, 1e-5], "losses": [2.3, 50.0, float("nan")]}
     monkeypatch.setattr(lr, "lr_range_test", lambda *args, **kwargs: sweep)
     out = tmp_path / "run"
@@ -219,7 +219,7 @@ def test_a_sweep_without_a_usable_curve_is_a_warning_line_and_recorded(tiny_data
      "150 train / 20 validation images (the first 20 of the last 50 training images)"),
 ])
 def test_an_eval_subset_says_which_images_and_each_epoch_counts_only_them(tiny_data, tmp_path, capsys, small_model,
-                                                                         flags, line):
+                                                                         no_figures, flags, line):
     out = tmp_path / "run"
     assert train.main(["--data-dir", str(tiny_data), *SHORT, "--no-tta", *flags, "--out", str(out)]) == 0
     assert line in capsys.readouterr().out
