@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -88,9 +89,7 @@ def main(argv=None):
                      batch_size=args.batch_size)
         record = sweep_seed(cfg, images, device)
         record.update(device=devices.device_name(device), data=args.data_label or images["source"], commit=commit,
-                      sweep={"start_lr": args.start_lr, "end_lr": args.end_lr, "steps": args.steps,
-                             "repeats": args.repeats, "subset": args.subset,
-                             "batch_size": args.batch_size})
+                      sweep={**asdict(lr.SweepPlan.of(cfg)), "subset": args.subset, "batch_size": args.batch_size})
         write_json(path, record)
         print(f"seed {seed}: LR_max {record['lr_max']:.3e}, LR_min {record['lr_min']:.3e}, "
               f"{len(record['lrs'])} steps, {record['seconds']:.0f} s", flush=True)
