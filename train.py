@@ -25,7 +25,7 @@ from s10.data import make_loaders, split_data
 from s10.device import autocast_dtype, get_device, precision_name, seed_everything
 from s10.engine import confusion_matrix
 from s10.lr import choose_lrs
-from s10.plots import (augmented_samples, plot_confusion_matrix, plot_history, plot_lr_finder, plot_lr_schedule,
+from s10.plots import (FIGURE, augmented_samples, plot_confusion_matrix, plot_history, plot_lr_finder, plot_lr_schedule,
                        plot_misclassified, plot_samples)
 from s10.recipe import Recipe
 from s10.record import CHECKPOINT, RECORD, load_checkpoint
@@ -143,15 +143,15 @@ def save_plots(out, record, recipe, data, loaders):
     wrong = (preds != targets).nonzero()[0][:32]
     samples = augmented_samples(data["train_x"], record.mean, record.std, cutout_p=recipe.cfg.cutout_p)
     figures = {
-        "raw_samples.png": plot_samples(data["train_x"][:len(samples)], data["train_y"][:len(samples)]),
-        "augmented_samples.png": plot_samples(samples, data["train_y"][:len(samples)]),
-        "history.png": plot_history(record.epochs, record.eval_set),
-        "lr_schedule.png": plot_lr_schedule(record.lrs, len(train_loader)),
-        "misclassified.png": plot_misclassified(eval_images[wrong], targets[wrong], preds[wrong]),
-        "confusion_matrix.png": plot_confusion_matrix(confusion_matrix(preds, targets), record.eval_set),
+        FIGURE.raw_samples: plot_samples(data["train_x"][:len(samples)], data["train_y"][:len(samples)]),
+        FIGURE.augmented_samples: plot_samples(samples, data["train_y"][:len(samples)]),
+        FIGURE.history: plot_history(record.epochs, record.eval_set),
+        FIGURE.lr_schedule: plot_lr_schedule(record.lrs, len(train_loader)),
+        FIGURE.misclassified: plot_misclassified(eval_images[wrong], targets[wrong], preds[wrong]),
+        FIGURE.confusion_matrix: plot_confusion_matrix(confusion_matrix(preds, targets), record.eval_set),
     }
     if record.lr_finder is not None:
-        figures["lr_finder.png"] = plot_lr_finder(record.lr_finder["lrs"], record.lr_finder["losses"],
+        figures[FIGURE.lr_finder] = plot_lr_finder(record.lr_finder["lrs"], record.lr_finder["losses"],
                                                   record.lr_max, record.lr_min)
     for name, figure in figures.items():
         figure.savefig(out / name, dpi=110)

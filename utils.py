@@ -14,15 +14,15 @@ from s10.data import make_loaders, split_data
 from s10.device import get_device, seed_everything
 from s10.engine import confusion_matrix, format_eval_line, per_class_accuracy
 from s10.lr import choose_lrs
-from s10.plots import (augmented_samples, plot_confusion_matrix, plot_history, plot_lr_finder, plot_lr_schedule,
+from s10.plots import (FIGURE, augmented_samples, plot_confusion_matrix, plot_history, plot_lr_finder, plot_lr_schedule,
                        plot_misclassified, plot_samples)
 from s10.recipe import Recipe
-from s10.runs import find_checkpoint, open_run, run_record
+from s10.runs import find_checkpoint, open_run, run_record, take_run_folder
 
 __all__ = [
     "load_cifar10", "Config", "eval_set", "validate_config", "make_loaders", "split_data",
     "get_device", "seed_everything", "confusion_matrix", "format_eval_line", "per_class_accuracy",
-    "choose_lrs", "augmented_samples", "plot_confusion_matrix", "plot_history", "plot_lr_finder",
+    "choose_lrs", "FIGURE", "augmented_samples", "plot_confusion_matrix", "plot_history", "plot_lr_finder",
     "plot_lr_schedule", "plot_misclassified", "plot_samples", "Recipe", "find_checkpoint", "open_run",
     "run_record",
     # the notebook's helpers, below
@@ -46,9 +46,10 @@ def notebook_config(smoke=None, settings=None):
 
 def notebook_run_dir(run_dir=None):
     """The notebook's run folder, for its checkpoint, metrics.json and figures: `run_dir`, else
-    $S10_RUN_DIR, else runs/notebook. Publishing a finished run to assets/ is a step of its own
-    (python -m s10.publish RUN_DIR)."""
-    return Path(run_dir or os.environ.get("S10_RUN_DIR") or "runs/notebook")
+    $S10_RUN_DIR, else runs/notebook. The kernel holds its lock from here on, before it writes
+    the first figure there (FolderInUse if another process writes the folder). Publishing a
+    finished run to assets/ is a step of its own (python -m s10.publish RUN_DIR)."""
+    return take_run_folder(run_dir or os.environ.get("S10_RUN_DIR") or "runs/notebook")
 
 
 def format_config(cfg):

@@ -1,6 +1,7 @@
 """The figures: image grids, the LR range test, the One Cycle schedule, the history and the
 confusion matrix. Each function takes plain data and returns a matplotlib Figure; the caller
 shows or saves it. Nothing here trains."""
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,27 @@ from matplotlib.figure import Figure
 
 from s10.augment import denormalize, train_transforms
 from s10.cifar import CLASSES
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureFiles:
+    """The file name of each figure a run draws in its folder: the notebook, train.py and
+    s10.publish read them here (`FIGURE.history`, `figure_files()`)."""
+    raw_samples: str = "raw_samples.png"
+    augmented_samples: str = "augmented_samples.png"
+    lr_finder: str = "lr_finder.png"  # only a run whose LRs came from a sweep has it
+    history: str = "history.png"
+    lr_schedule: str = "lr_schedule.png"
+    misclassified: str = "misclassified.png"
+    confusion_matrix: str = "confusion_matrix.png"
+
+
+FIGURE = FigureFiles()
+
+
+def figure_files():
+    """Every figure's file name, in the order the notebook draws them."""
+    return tuple(dataclasses.astuple(FIGURE))
 
 
 def image_grid(images, titles, ncols=8, size=1.6):

@@ -12,11 +12,8 @@ import sys
 from pathlib import Path
 
 from s10.config import Config, ConfigError, S10Error, eval_set
+from s10.plots import figure_files
 from s10.record import RECORD, read_record
-
-# what the notebook and train.py draw; a run without an LR sweep has no lr_finder.png
-FIGURES = ("raw_samples.png", "augmented_samples.png", "lr_finder.png", "history.png", "lr_schedule.png",
-           "misclassified.png", "confusion_matrix.png")
 
 
 def publish(run_dir, assets="assets"):
@@ -40,7 +37,7 @@ def publish(run_dir, assets="assets"):
     if cfg.eval_subset is not None:
         raise ConfigError(f"{run_dir} was evaluated on {cfg.eval_subset} {eval_set(cfg)} images, a quick or "
                           "smoke run: only a run evaluated on every test image becomes the record")
-    names = [RECORD] + [name for name in FIGURES if (run_dir / name).exists()]
+    names = [RECORD] + [name for name in figure_files() if (run_dir / name).exists()]
     assets.mkdir(parents=True, exist_ok=True)
     for name in names:
         shutil.copyfile(run_dir / name, assets / name)

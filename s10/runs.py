@@ -31,6 +31,18 @@ def check_run_folder(run_dir):
             return
 
 
+def take_run_folder(run_dir):
+    """Make `run_dir` and hold its lock until this process ends; returns it as a Path. The
+    notebook takes its folder so before its first figure, and open_run again (a process may take
+    a folder it holds). ConfigError if it cannot be a folder, FolderInUse if another process
+    writes there."""
+    run_dir = Path(run_dir)
+    check_run_folder(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    hold_run_folder(run_dir)  # one writer: a train.py or another kernel on the folder is refused
+    return run_dir
+
+
 def config_conflicts(saved, cfg):
     """Settings of `cfg` that differ from a saved run's config (runtime settings may differ); a
     setting the saved run predates counts as its default (Config.from_dict), which it ran with."""
@@ -129,12 +141,9 @@ def open_run(run_dir, recipe, record, checkpoint=None, log=print):
     """The run in `run_dir`: a new one with `record`, or, given its checkpoint, the run it holds,
     restored into `recipe` (same schedule step, same RNG) with its epochs so far logged. A
     finished run trains nothing; its metrics.json is completed from the checkpoint if a stop
-    cut it short. This process holds the folder's lock from here until it ends (FolderInUse if
-    another process writes there)."""
-    run_dir = Path(run_dir)
-    check_run_folder(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    hold_run_folder(run_dir)  # one writer: a train.py or another kernel on the folder is refused
+    cut it short. This process holds the folder's lock from here until it ends (take_run_folder).
+    """
+    run_dir = take_run_folder(run_dir)
     if checkpoint is None:
         return Run(run_dir, recipe, record, log)
     restore_training_state(checkpoint, recipe)
