@@ -20,7 +20,7 @@ import warnings
 from pathlib import Path
 
 from s10 import cifar
-from s10.config import Config, ConfigError, S10Error, config_fields, eval_set, validate_config
+from s10.config import SMOKE, Config, ConfigError, S10Error, config_fields, eval_set, validate_config
 from s10.data import make_loaders, split_data
 from s10.device import autocast_dtype, get_device, precision_name, seed_everything
 from s10.engine import confusion_matrix
@@ -30,7 +30,7 @@ from s10.plots import (FIGURE, augmented_samples, plot_confusion_matrix, plot_hi
 from s10.recipe import Recipe
 from s10.record import CHECKPOINT, RECORD, load_checkpoint
 from s10.run_lock import run_folder_lock
-from s10.runs import check_run_folder, config_conflicts, git_commit, open_run, run_record, train_epochs
+from s10.runs import check_run_folder, check_same_config, git_commit, open_run, run_record, train_epochs
 from s10.seeds import SUMMARY, format_summary, seed_dirs, write_summary
 
 
@@ -38,6 +38,14 @@ def _flag_type(annotation, default):
     if isinstance(annotation, types.UnionType):  # "float | None" -> float
         annotation = next(t for t in annotation.__args__ if t is not type(None))
     return annotation if annotation in (int, float, str) else type(default)
+
+
+def smoke_flags():
+    """config.SMOKE as the flags it stands for."""
+    def flag(name, value):
+        name = name.replace("_", "-")
+        return (f"--{name}" if value else f"--no-{name}") if isinstance(value, bool) else f"--{name} {value}"
+    return " ".join(flag(name, value) for name, value in SMOKE.items())
 
 
 def build_parser():
@@ -55,6 +63,8 @@ def build_parser():
     parser.add_argument("--out", type=Path, help="run folder (default: a new folder under runs/)")
     parser.add_argument("--resume", type=Path, metavar="DIR",
                         help="continue the run in DIR from its last checkpoint, with its saved config")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"the small run, the notebook's smoke mode: {smoke_flags()}; flags given beside it win")
     parser.add_argument("--seeds", type=int, metavar="N",
                         help="train N runs, seeds --seed .. --seed+N-1, in OUT/seed<k>, and write "
                              "their mean and spread to OUT/summary.json; the same command again "
@@ -64,7 +74,8 @@ def build_parser():
 
 def given_settings(args):
     """The config settings given on the command line (the others are absent: SUPPRESS)."""
-    return {k: v for k, v in vars(args).items() if k not in ("out", "resume", "seeds")}
+    given = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "seeds", "smoke")}
+    return {**SMOKE, **given} if args.smoke else given
 
 
 def resumed_config(checkpoint, given, run_dir):
@@ -72,12 +83,7 @@ def resumed_config(checkpoint, given, run_dir):
     what the run trains."""
     saved = checkpoint["record"].config
     cfg = Config.from_dict({**saved, **given})
-    conflicts = config_conflicts(saved, cfg)
-    if conflicts:
-        listed = "; ".join(f"--{k.replace('_', '-')} {new} (the run has {old})"
-                           for k, (new, old) in conflicts.items())
-        raise ConfigError(f"these flags conflict with the saved config of {run_dir}: "
-                                f"{listed}. Drop them to resume, or start a new run.")
+    check_same_config(saved, cfg, run_dir)
     return cfg
 
 

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from s10.cifar import CLASSES, load_cifar10
-from s10.config import Config, eval_set, validate_config
+from s10.config import SMOKE, Config, eval_set, validate_config
 from s10.data import make_loaders, split_data
 from s10.device import get_device, seed_everything
 from s10.engine import confusion_matrix, format_eval_line, per_class_accuracy
@@ -29,12 +29,6 @@ __all__ = [
     "notebook_config", "notebook_run_dir", "format_config", "saved", "show_lr_finder", "format_per_class",
     "format_results",
 ]
-
-
-# the notebook's smoke mode: every cell on 1,024 training and 1,000 test images in a few minutes
-# on 2 CPU cores. Evaluating all 10,000 test images would be most of its time on a CPU, and flip
-# TTA would double that (the TTA path has its own tests).
-SMOKE = {"subset": 1024, "eval_subset": 1000, "batch_size": 128, "epochs": 2, "finder_steps": 12, "tta": False}
 
 
 def notebook_config(smoke=None, settings=None):

@@ -59,10 +59,9 @@ FOLLOW_UP = [("wd1e-4_do05_ls01", 1, []), ("wd1e-4_do05_ls01", 2, []), (DEFAULT,
              ("wd1e-4_do0_ls0", 3, []), ("wd1e-4_do05_ls0", 3, []),
              ("wd1e-3_do0_ls0", 1, ["--lr-max-factor", "0.1"]), ("wd1e-3_do0_ls0", 2, ["--lr-max-factor", "0.1"]),
              ("wd5e-4_do0_ls01", 1, ["--lr-max-factor", "0.3"]), ("wd5e-4_do0_ls01", 2, ["--lr-max-factor", "0.3"])]
-# --smoke: every step of the experiment on a few images, to try the script on a CPU (the
-# notebook then runs in its own smoke mode)
-SMOKE_FLAGS = ["--subset", "256", "--eval-subset", "256", "--batch-size", "64", "--epochs", "1",
-               "--finder-steps", "4"]
+# --smoke: every step of the experiment as the small run (train.py --smoke; the notebook in its
+# smoke mode), to try the script on a CPU
+SMOKE_FLAGS = ["--smoke"]
 EXTRA_FLAGS = []
 
 
@@ -77,10 +76,12 @@ def flags(setting):
 
 
 def notebook_command(setting, run_dir, smoke=False):
-    """papermill running S10.ipynb in place with `setting` as its parameters: the Config fields
-    in `settings`, the run folder, the smoke mode."""
+    """papermill running S10.ipynb with `setting` as its parameters (the Config fields in
+    `settings`, the run folder, the smoke mode); the executed copy goes to the run folder, never
+    over the repository's S10.ipynb."""
     parameters = json.dumps({"settings": settings(setting), "run_dir": str(run_dir), "smoke": smoke})
-    return [sys.executable, "-m", "papermill", "S10.ipynb", "S10.ipynb", "--cwd", str(ROOT), "-y", parameters]
+    return [sys.executable, "-m", "papermill", "S10.ipynb", str(ROOT / run_dir / "S10.ipynb"), "--cwd", str(ROOT),
+            "-y", parameters]
 
 
 def choose(results):
@@ -173,6 +174,7 @@ def run_follow_up(runs, pool, budget_end, data_dir):
 def run_tests(runs, pool, setting, data_dir, deadline, smoke=False):
     """Seeds 1-3 of `setting` on the test set: seed 1 by executing the notebook."""
     test = runs / "test"
+    (test / "seed1").mkdir(parents=True, exist_ok=True)  # papermill writes its copy there from the start
     pool.start("test/seed1 (notebook)", notebook_command(setting, test.relative_to(ROOT) / "seed1", smoke),
                test / "seed1.log", env={"S10_DATA": data_dir})
     for seed in (2, 3):

@@ -51,17 +51,25 @@ def config_conflicts(saved, cfg):
             if name not in RUNTIME_SETTINGS and saved[name] != value}
 
 
+def check_same_config(saved, cfg, run_dir):
+    """ConfigError if `cfg` would train something else than the run saved in `run_dir` (its
+    config `saved`): the one check, and the one message, for train.py --resume and the notebook."""
+    conflicts = config_conflicts(saved, cfg)
+    if conflicts:
+        listed = "; ".join(f"{k} = {new!r} (the run has {old!r})" for k, (new, old) in conflicts.items())
+        raise ConfigError(f"{run_dir} holds a run with other settings: {listed}. To continue it, drop "
+                          "these settings (train.py's flags, the notebook's settings); to start again, "
+                          "use another run folder or delete this one.")
+
+
 def find_checkpoint(run_dir, cfg=None):
     """The last checkpoint in `run_dir`, or None if it has none; with `cfg`, refuses a run
     whose saved config differs, so an edited config never silently continues an old run."""
     if not (Path(run_dir) / CHECKPOINT).exists():
         return None
     checkpoint = load_checkpoint(Path(run_dir) / CHECKPOINT)
-    conflicts = config_conflicts(checkpoint["record"].config, cfg) if cfg is not None else {}
-    if conflicts:
-        listed = "; ".join(f"{k} = {new!r} (the run has {old!r})" for k, (new, old) in conflicts.items())
-        raise ConfigError(f"{run_dir} holds a run with another config: {listed}. "
-                          "Use another run folder, or delete this one to start again.")
+    if cfg is not None:
+        check_same_config(checkpoint["record"].config, cfg, run_dir)
     return checkpoint
 
 

@@ -42,7 +42,8 @@ def test_a_setting_with_one_seed_is_no_candidate_and_the_default_needs_two():
 
 def test_the_chosen_setting_reaches_the_notebooks_config_through_papermill():
     command = regularisation.notebook_command("wd5e-4_do0_ls01", "runs/x/test/seed1")
-    assert command[1:5] == ["-m", "papermill", "S10.ipynb", "S10.ipynb"]
+    # the executed copy goes to the run folder: nothing writes over the repository's notebook
+    assert command[1:5] == ["-m", "papermill", "S10.ipynb", str(regularisation.ROOT / "runs/x/test/seed1/S10.ipynb")]
     parameters = json.loads(command[command.index("-y") + 1])  # YAML, written as JSON
     notebook = parameterize_notebook(load_notebook_node(str(Path(__file__).parents[1] / "S10.ipynb")), parameters)
     namespace = {}

@@ -58,7 +58,7 @@ def test_seeds_refuses_flags_that_change_a_started_seed(tiny_data, tmp_path, cap
     assert train.main(base) == 0
     capsys.readouterr()
     assert train.main([*base, "--weight-decay", "1e-4"]) == 2
-    assert "--weight-decay 0.0001 (the run has 0.0)" in capsys.readouterr().err
+    assert "weight_decay = 0.0001 (the run has 0.0)" in capsys.readouterr().err
 
 
 def test_a_series_stopped_part_way_lists_the_missing_seed(tiny_data, tmp_path, small_model):

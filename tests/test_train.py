@@ -111,7 +111,7 @@ def test_resume_refuses_conflicting_flags_and_out_refuses_a_run_folder(recorded_
     out, _ = recorded_run
     assert train.main(["--resume", str(out), "--epochs", "5"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "--epochs 5 (the run has 3)" in err
+    assert err.startswith("error: ") and "epochs = 5 (the run has 3)" in err
     assert train.main(["--data-dir", str(tiny_data), *SHORT, "--out", str(out)]) == 2
     assert f"already holds a run: continue it with --resume {out}" in capsys.readouterr().err
 
