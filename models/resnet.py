@@ -1,6 +1,7 @@
 """The custom ResNet of ERA v2 Session 10 (David Page's "ResNet9" for CIFAR-10, as the course gives it).
 
-Layer for layer the assignment's table (`shared/reference/assignment.md`):
+Layer for layer the assignment's table (its torchsummary output, copied into
+`tests/assignment_summary.txt`, which `tests/test_model.py` checks this model against):
 
     prep    conv 64                                              32x32
     layer1  conv 128 + maxpool, plus residual block (2 x conv 128)  16x16

@@ -1,5 +1,5 @@
-"""The model against the assignment's layer table (tests/assignment_summary.txt, copied from
-shared/reference/assignment.md)."""
+"""The model against the assignment's layer table (tests/assignment_summary.txt, the torchsummary
+output the assignment gives)."""
 import re
 from pathlib import Path
 
