@@ -20,7 +20,8 @@
     plots          the figures (matplotlib); they draw data, they train nothing
     seeds          several seeds of one recipe: their folders and summary
     checks         a finished run's model: the fit check and the precision check
-    publish        the one step that copies a finished full run to assets/
+    stored_notebook  S10.ipynb with one run's outputs, its first cell written from the run's record
+    publish        the one step that copies a finished full run to assets/ (and its outputs to S10.ipynb)
 
 Each module imports only modules above it in this list. `utils.py` re-exports what the notebook
 calls, and only the notebook imports it.
