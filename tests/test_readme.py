@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import subprocess
+import tarfile
 import sys
 
 import pytest
@@ -60,8 +61,13 @@ def with_help(command, tmp_path):
 
 
 def convert(command, tmp_path):
-    archive = command.split()[3]
-    write_jpeg_archive(tmp_path / archive)
+    source = command.split()[3]
+    write_jpeg_archive(tmp_path / "copy.tar.gz")
+    if source.endswith(".tar.gz"):
+        (tmp_path / "copy.tar.gz").rename(tmp_path / source)
+    else:  # a clone of the JPEG copy's repository: the same files in folders
+        with tarfile.open(tmp_path / "copy.tar.gz") as archive:
+            archive.extractall(tmp_path / source, filter="data")
     done = run(command, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / command.split()[4] / "cifar-10-batches-py" / "test_batch").is_file()
