@@ -4,39 +4,20 @@ rule's picks over the seeds (max/min), as docs/lr_finder.md measures them.
     python experiments/finder_rules.py DIR [DIR ...] [--json OUT]
 
 DIR holds the seed<k>.json records of experiments/lr_sweeps.py (one sweep per seed, or several
-whose raw losses are averaged).
+whose raw losses are averaged) of one variant of experiments/finder_plan.py. A folder that its
+early-stop rule stopped is measured on its first seeds only; the decision is taken among complete
+folders, once no folder is in progress.
 """
 import argparse
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from experiments.finder_plan import (FIRST_SEEDS, TARGETS, load_sweeps, measure, passes,  # noqa: E402
+                                     status)
 from s10.lr_rules import RULES  # noqa: E402
-
-TARGETS = {"lr_max": 1.25, "lr_min": 1.5}  # max/min over the seeds
-
-
-def load_sweeps(folder):
-    """{seed: sweep} of a folder's records, in seed order."""
-    records = [json.loads(p.read_text()) for p in Path(folder).glob("seed*.json")]
-    return {r["seed"]: r for r in sorted(records, key=lambda r: r["seed"])}
-
-
-def measure(sweeps, rule):
-    """Each seed's (lr_max, lr_min) under `rule`, and the spread (max/min) of each."""
-    picks = {seed: tuple(map(float, rule(sweep)[:2])) for seed, sweep in sweeps.items()}
-    lr_max, lr_min = np.array(list(picks.values())).T
-    return {"picks": picks, "lr_max_spread": float(lr_max.max() / lr_max.min()),
-            "lr_min_spread": float(lr_min.max() / lr_min.min()),
-            "lr_max_median": float(np.median(lr_max)), "lr_min_median": float(np.median(lr_min))}
-
-
-def passes(result):
-    return (result["lr_max_spread"] <= TARGETS["lr_max"]) and (result["lr_min_spread"] <= TARGETS["lr_min"])
 
 
 def sweep_cost(sweeps):
@@ -59,27 +40,44 @@ def choose(results, costs):
     return {"sweep": s, "rule": rule, "passes": False}
 
 
+def measure_folder(folder):
+    """(status, cost, {rule: measure(...)}) of one variant's folder; a stopped one on FIRST_SEEDS,
+    an empty one (a series that has not recorded its first seed) in progress with nothing measured."""
+    sweeps = load_sweeps(folder)
+    state = status(sweeps)
+    if not sweeps:
+        return state, None, {}
+    if state == "stopped":
+        sweeps = {seed: sweeps[seed] for seed in FIRST_SEEDS}
+    return state, sweep_cost(sweeps), {name: measure(sweeps, rule) for name, rule in RULES.items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--json", type=Path, help="write every rule's picks and spreads here")
     args = parser.parse_args(argv)
-    results, costs = {}, {}
+    results, costs, states = {}, {}, {}
     print(f"{'sweeps':24s} {'rule':16s} {'seeds':>5s} {'LR_max median':>13s} {'max/min':>7s} "
           f"{'LR_min median':>13s} {'max/min':>7s}  pass")
     for folder in args.folders:
-        sweeps = load_sweeps(folder)
-        costs[folder.name] = sweep_cost(sweeps)
-        for name, rule in RULES.items():
-            r = results.setdefault(folder.name, {})[name] = measure(sweeps, rule)
-            print(f"{folder.name:24s} {name:16s} {len(sweeps):5d} {r['lr_max_median']:13.3e} "
+        states[folder.name], costs[folder.name], results[folder.name] = measure_folder(folder)
+        for name, r in results[folder.name].items():
+            print(f"{folder.name:24s} {name:16s} {len(r['picks']):5d} {r['lr_max_median']:13.3e} "
                   f"{r['lr_max_spread']:7.2f} {r['lr_min_median']:13.3e} {r['lr_min_spread']:7.2f}  "
                   f"{'yes' if passes(r) else 'no'}")
-    decision = choose(results, costs)
-    print(f"chosen: sweep {decision['sweep']}, rule {decision['rule']}"
-          + ("" if decision["passes"] else " (the nearest to the targets: none passes)"))
+    print("status: " + ", ".join(f"{name} {state}" for name, state in states.items()))
+    complete = {name: rules for name, rules in results.items() if states[name] == "complete"}
+    decision = None
+    if complete and "in progress" not in states.values():
+        decision = choose(complete, costs)
+        print(f"chosen: sweep {decision['sweep']}, rule {decision['rule']}"
+              + ("" if decision["passes"] else " (the nearest to the targets: none passes)"))
+    else:
+        print("no decision: a folder is in progress, or none is complete")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "costs": costs, "decision": decision}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"results": results, "costs": costs, "status": states,
+                                         "decision": decision}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """The rules that read LR_max and LR_min off an LR range test's loss curve (docs/lr_finder.md):
 the finder's own smoothed minimum, and rules that read the raw losses without its lag (a Gaussian
 kernel over log10(LR), the point where the loss is halfway down its fall, the start of the cliff
-where it blows up). RULES names each, for Config.finder_rule."""
+where it blows up). RULES names each, for Config.finder_rule; a name ending in "-i" reads its
+smoothed curve between the sweep's steps (docs/lr_finder.md), for sweeps whose steps are coarse."""
 import numpy as np
 
 FALLBACK_LR_MAX = 1e-3  # Adam's usual default, used only when the sweep gives no usable curve
 FALLBACK_RATIO = 100    # LR_max / LR_min when the curve gives no separate LR_min
 
 FINDER_SMOOTHING = 0.05  # torch-lr-finder's smooth_f, which lr.lr_range_test keeps
-START_STEPS = 10         # the loss before training moves it: the median of the first steps
+START_STEPS = 10         # the loss before training moves it: the median of the first steps...
+START_DECADES = 1.0      # ...or, read between steps, of those within the sweep's first decade of LR
+READ_EVERY = 0.01        # decades between the LRs at which a curve read between steps is read
 
 
 def unsmooth(losses, smooth_f=FINDER_SMOOTHING):
@@ -66,12 +69,17 @@ def average_sweeps(sweeps):
             np.mean([np.asarray(s["raw_losses"][:steps], dtype=float) for s in sweeps], axis=0))
 
 
-def smooth_over_log_lr(lrs, losses, bandwidth):
-    """Each loss replaced by a Gaussian-weighted mean of its neighbours, `bandwidth` decades of LR
-    wide: symmetric, so a feature stays at its LR (an exponential moving average drags it later)."""
-    x = np.log10(np.asarray(lrs, dtype=float))
-    weights = np.exp(-0.5 * ((x[:, None] - x[None, :]) / bandwidth) ** 2)
+def smooth_at(lrs, losses, bandwidth, at):
+    """The losses' Gaussian-weighted mean around each LR of `at`, `bandwidth` decades of LR wide:
+    symmetric, so a feature stays at its LR (an exponential moving average drags it later)."""
+    x, at = np.log10(np.asarray(lrs, dtype=float)), np.log10(np.asarray(at, dtype=float))
+    weights = np.exp(-0.5 * ((at[:, None] - x[None, :]) / bandwidth) ** 2)
     return weights @ np.asarray(losses, dtype=float) / weights.sum(axis=1)
+
+
+def smooth_over_log_lr(lrs, losses, bandwidth):
+    """Each loss replaced by the Gaussian-weighted mean of its neighbours (smooth_at its own LR)."""
+    return smooth_at(lrs, losses, bandwidth, lrs)
 
 
 def crossing(lrs, losses, level, falling):
@@ -94,48 +102,71 @@ def _finite_prefix(lrs, losses):
     return np.asarray(lrs, dtype=float)[:end], losses[:end]
 
 
+def start_steps(lrs, between_steps):
+    """How many first steps give the sweep's starting loss: START_STEPS, or (read between steps)
+    those within START_DECADES of its first LR, so that a coarse sweep's start stays before its fall."""
+    if not between_steps:
+        return START_STEPS
+    x = np.log10(np.asarray(lrs, dtype=float))
+    return int(np.sum(x <= x[0] + START_DECADES + 1e-9)) if len(x) else 0
+
+
+def reading_lrs(lrs, between_steps):
+    """Where the smoothed curve is read: at the sweep's own LRs, or (between steps) every
+    READ_EVERY decades from its first LR to its last, so that no pick is snapped to a step."""
+    if not between_steps:
+        return lrs
+    first, last = np.log10(lrs[0]), np.log10(lrs[-1])
+    return np.logspace(first, last, int(round((last - first) / READ_EVERY)) + 1)
+
+
 def read_curve(lrs, raw_losses, bandwidth=0.4, rise=1.3, lr_max_at="cliff", min_divisor=3.0,
-               lr_max_factor=1.0):
+               lr_max_factor=1.0, between_steps=False):
     """(lr_max, lr_min, notes, reading) from a sweep's raw losses.
 
-    The curve is smoothed over `bandwidth` decades. Its start is the median raw loss of the first
-    START_STEPS steps, its bottom the smoothed minimum.
+    The curve is smoothed over `bandwidth` decades and read at the sweep's LRs, or with
+    `between_steps` every READ_EVERY decades (see reading_lrs). Its start is the median raw loss
+    of the first steps (start_steps), its bottom the smoothed minimum.
     LR_max: "cliff", the first LR past the bottom where the smoothed loss is `rise` x the bottom
             (where it starts to blow up); or "min", the bottom itself.
     LR_min: the LR where the smoothed loss is halfway from its start to its bottom (where it falls
             fastest), divided by `min_divisor`.
+    Crossings are interpolated linearly in log10(LR) between the two LRs read around them.
     `lr_max_factor` scales LR_max, as in suggest_lrs.
     Fallbacks, each named in `notes`: no fall to read gives LR_max = FALLBACK_LR_MAX; a sweep
     that ends before the cliff gives the bottom as LR_max; an LR_min not below LR_max gives
     LR_max / FALLBACK_RATIO.
-    `reading` holds what the rule read, for the plot: the smoothed curve and the LRs it marked.
+    `reading` holds what the rule read, for the plot: the smoothed curve at the sweep's LRs and
+    the LRs it marked.
     """
     lrs, raw = _finite_prefix(lrs, raw_losses)
-    if len(raw) < 2 * START_STEPS:
+    first = start_steps(lrs, between_steps)
+    if first < 3 or len(raw) < 2 * first:
         return _no_curve(f"the LR sweep gave {len(raw)} finite losses, too few to read")
-    smoothed = smooth_over_log_lr(lrs, raw, bandwidth)
-    start, bottom_step = float(np.median(raw[:START_STEPS])), int(np.argmin(smoothed))
-    bottom = float(smoothed[bottom_step])
-    if bottom_step < START_STEPS or bottom >= start:
-        return _no_curve(f"the LR sweep's loss does not fall (lowest at step {bottom_step})")
+    at = reading_lrs(lrs, between_steps)
+    smoothed = smooth_at(lrs, raw, bandwidth, at)
+    start, bottom_at = float(np.median(raw[:first])), int(np.argmin(smoothed))
+    bottom, bottom_lr = float(smoothed[bottom_at]), float(at[bottom_at])
+    if bottom_lr < lrs[first] or bottom >= start:
+        return _no_curve(f"the LR sweep's loss does not fall past its start (lowest at {bottom_lr:.2e})")
     notes = []
-    halfway = crossing(lrs[:bottom_step + 1], smoothed[:bottom_step + 1], (start + bottom) / 2, falling=True)
+    halfway = crossing(at[:bottom_at + 1], smoothed[:bottom_at + 1], (start + bottom) / 2, falling=True)
     if halfway is None:  # already halfway down at the first step: the sweep started too high
         return _no_curve("the LR sweep's loss is halfway down at its first step")
-    cliff = crossing(lrs[bottom_step:], smoothed[bottom_step:], rise * bottom, falling=False)
-    lr_max = cliff if lr_max_at == "cliff" else float(lrs[bottom_step])
+    cliff = crossing(at[bottom_at:], smoothed[bottom_at:], rise * bottom, falling=False)
+    lr_max = cliff if lr_max_at == "cliff" else bottom_lr
     if lr_max is None:
         notes.append(f"the LR sweep ended before its loss rose {rise:g}x above its lowest: "
-                     f"LR_max is the lowest point, {lrs[bottom_step]:.2e}")
-        lr_max = float(lrs[bottom_step])
+                     f"LR_max is the lowest point, {bottom_lr:.2e}")
+        lr_max = bottom_lr
     lr_max *= lr_max_factor
     lr_min = halfway / min_divisor
     if lr_min >= lr_max:
         notes.append(f"the curve's LR_min ({lr_min:.2e}) is not below LR_max ({lr_max:.2e}): "
                      f"using LR_max / {FALLBACK_RATIO}")
         lr_min = lr_max / FALLBACK_RATIO
-    reading = {"smoothed": smoothed.tolist(), "start": start, "bottom": bottom,
-               "bottom_lr": float(lrs[bottom_step]), "halfway_lr": halfway, "cliff_lr": cliff}
+    reading = {"smoothed": smooth_over_log_lr(lrs, raw, bandwidth).tolist(), "start": start, "bottom": bottom,
+               "bottom_lr": bottom_lr, "halfway_lr": halfway, "cliff_lr": cliff}
     return lr_max, lr_min, notes, reading
 
 
@@ -157,15 +188,22 @@ def lag_free(**settings):
     return rule
 
 
+# the lag-free candidates docs/lr_finder.md measures: name -> read_curve's settings (fixed there
+# before the 10-seed sweeps were read)
+LAG_FREE = {
+    "cliff1.3-b0.4": {"bandwidth": 0.4, "rise": 1.3},
+    "cliff1.2-b0.4": {"bandwidth": 0.4, "rise": 1.2},
+    "min-b0.4": {"bandwidth": 0.4, "lr_max_at": "min"},
+    "cliff1.3-b0.25": {"bandwidth": 0.25, "rise": 1.3},
+    "cliff1.2-b0.25": {"bandwidth": 0.25, "rise": 1.2},
+    "min-b0.25": {"bandwidth": 0.25, "lr_max_at": "min"},
+}
 # name -> rule(sweep, lr_max_factor) -> (lr_max, lr_min, notes, reading); a sweep is lr_range_test's
-# {"lrs", "losses" (the finder's smoothing), "raw_losses"}. Config.finder_rule's choices, and the
-# candidates docs/lr_finder.md measures (fixed there before the 10-seed sweeps were read)
+# {"lrs", "losses" (the finder's smoothing), "raw_losses"}. Config.finder_rule's choices. Each
+# lag-free rule comes twice: read at the sweep's steps, and read between them ("-i", fixed in
+# docs/lr_finder.md before any averaged sweep was read)
 RULES = {
     "ema-min": finder_minimum,
-    "cliff1.3-b0.4": lag_free(bandwidth=0.4, rise=1.3),
-    "cliff1.2-b0.4": lag_free(bandwidth=0.4, rise=1.2),
-    "min-b0.4": lag_free(bandwidth=0.4, lr_max_at="min"),
-    "cliff1.3-b0.25": lag_free(bandwidth=0.25, rise=1.3),
-    "cliff1.2-b0.25": lag_free(bandwidth=0.25, rise=1.2),
-    "min-b0.25": lag_free(bandwidth=0.25, lr_max_at="min"),
+    **{name: lag_free(**settings) for name, settings in LAG_FREE.items()},
+    **{f"{name}-i": lag_free(between_steps=True, **settings) for name, settings in LAG_FREE.items()},
 }

@@ -13,7 +13,7 @@ from s10.cifar import load_cifar10
 from s10.config import Config
 from s10.data import make_loaders
 from s10.lr_rules import (FALLBACK_LR_MAX, FALLBACK_RATIO, RULES, average_sweeps, crossing, finder_smoothing,
-                          read_curve, smooth_over_log_lr, unsmooth)
+                          read_curve, smooth_over_log_lr, start_steps, unsmooth)
 from s10.recipe import make_optimizer
 from tests.conftest import CPU, TinyNet
 
@@ -24,6 +24,9 @@ spec.loader.exec_module(finder_rules)
 spec = importlib.util.spec_from_file_location("lr_sweeps", ROOT / "experiments" / "lr_sweeps.py")
 lr_sweeps = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(lr_sweeps)
+spec = importlib.util.spec_from_file_location("sweep_stats", ROOT / "experiments" / "sweep_stats.py")
+sweep_stats = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sweep_stats)
 
 
 def sweep_history(tiny_data, smooth_f):
@@ -83,6 +86,45 @@ def test_read_curve_finds_the_halfway_point_and_the_cliff():
     assert lr_max == reading["cliff_lr"] == pytest.approx(10 ** -1.85, rel=0.01)
     by_min = read_curve(lrs, losses, bandwidth=0.02, lr_max_at="min")
     assert 1e-3 <= by_min[0] <= 1e-2  # somewhere on the flat bottom
+
+
+COARSE = np.geomspace(1e-6, 1.0, 24)  # narrow-x8's LRs: 0.26 decades (1.8x) a step
+STEP = 6 / 23
+
+
+def test_between_steps_the_bottom_of_a_valley_is_read_where_it_is_not_at_a_step():
+    # a parabola in log10(LR) with its vertex halfway between two steps; the Gaussian smoothing
+    # only lifts it by bandwidth^2 (a symmetric kernel keeps a vertex where it is)
+    vertex = -6 + 11.5 * STEP
+    raw = 1.0 + (np.log10(COARSE) - vertex) ** 2
+    sweep = {"lrs": COARSE.tolist(), "raw_losses": raw.tolist()}
+    between = RULES["min-b0.4-i"](sweep)[3]
+    assert np.log10(between["bottom_lr"]) == pytest.approx(vertex, abs=0.005)
+    assert between["bottom"] == pytest.approx(1.0 + 0.4 ** 2, rel=1e-3)
+    at_steps = RULES["min-b0.4"](sweep)[3]
+    assert abs(np.log10(at_steps["bottom_lr"]) - vertex) == pytest.approx(STEP / 2)  # snapped to a step
+
+
+def test_between_steps_a_crossing_halfway_between_two_steps_is_read_there():
+    vertex, bandwidth = -6 + 10 * STEP, 0.4
+    x = np.log10(COARSE)
+    raw = 1.0 + (x - vertex) ** 2
+    bottom = 1.0 + bandwidth ** 2  # the smoothed parabola's lowest value
+    # the rise at which the smoothed curve crosses rise x bottom 2.5 steps past the vertex
+    rise = 1 + (2.5 * STEP) ** 2 / bottom
+    lr_max, lr_min, notes, reading = read_curve(COARSE, raw, bandwidth=bandwidth, rise=rise, between_steps=True)
+    assert notes == []
+    assert np.log10(lr_max) == pytest.approx(vertex + 2.5 * STEP, abs=1e-3)
+    # halfway down from the start (the median of the first decade's steps) to the bottom
+    start = np.median(raw[x <= -5 + 1e-9])
+    assert np.log10(reading["halfway_lr"]) == pytest.approx(vertex - np.sqrt((start - bottom) / 2), abs=0.01)
+
+
+@pytest.mark.parametrize("lrs, steps", [(np.geomspace(1e-7, 10, 100), 13), (np.geomspace(1e-6, 1, 49), 9),
+                                        (COARSE, 4)])
+def test_between_steps_the_start_is_the_first_decade_of_steps(lrs, steps):
+    assert start_steps(lrs, between_steps=True) == steps
+    assert start_steps(lrs, between_steps=False) == 10
 
 
 def test_a_sweep_that_ends_before_the_cliff_takes_the_bottom_with_a_note():
@@ -163,6 +205,31 @@ def test_the_rule_in_use_gives_each_stored_sweeps_recorded_picks(path):
     assert (lr_max, lr_min) == (record["lr_max"], record["lr_min"])
     # and the raw losses stored beside the finder's smoothed ones are the ones behind them
     np.testing.assert_allclose(finder_smoothing(record["raw_losses"]), record["losses"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("stored", sorted(SWEEP_RECORDS.glob("*/rules.json")), ids=lambda p: p.parent.name)
+def test_every_rules_picks_on_the_stored_sweeps_are_the_recorded_ones(stored):
+    _, _, measured = finder_rules.measure_folder(stored.parent)
+    recorded = json.loads(stored.read_text())["results"][stored.parent.name]
+    assert set(recorded) == set(RULES)
+    for rule, r in measured.items():
+        assert {str(seed): list(picks) for seed, picks in r["picks"].items()} == recorded[rule]["picks"], rule
+
+
+def test_the_expected_range_of_normal_draws_is_the_control_chart_constant():
+    # d2 of the quality-control tables (ASTM E2587): 2.326 for 5 draws, 3.078 for 10
+    assert sweep_stats.expected_range(5) == pytest.approx(2.326, abs=1e-3)
+    assert sweep_stats.expected_range(10) == pytest.approx(3.078, abs=1e-3)
+
+
+def test_the_sweeps_sd_is_pooled_within_groups():
+    lrs, losses = piecewise_curve()
+    # two groups far apart in LR, each of two sweeps 10^0.1 apart: only the within-group moves count
+    groups = [[{"lrs": lrs * 10 ** (offset + d), "raw_losses": losses} for d in (0.0, 0.1)] for offset in (0.0, 1.0)]
+    sd, dof = sweep_stats.pooled_sd(groups, bandwidth=0.02, between_steps=True)
+    assert dof == 2
+    # halfway and both cliffs (the bottom of this curve is a flat basin, with no one place)
+    np.testing.assert_allclose(sd[:3], np.std([0.0, 0.1], ddof=1), atol=2e-3)
 
 
 def docs_table(heading):
