@@ -92,10 +92,10 @@ def pip_install(command, tmp_path):
 
 def papermill_parameters(command, tmp_path):
     """The notebook's parameters cell takes the command's -y values as papermill injects them,
-    and the settings make a valid Config."""
+    and the settings make a valid Config; without -y, the defaults, into the run folder's copy."""
     args = shlex.split(command)
-    assert args[1] == "S10.ipynb"
-    parameters = yaml.safe_load(args[args.index("-y") + 1])
+    assert args[1] == "S10.ipynb" and args[2] != "S10.ipynb"  # nothing writes over the notebook
+    parameters = yaml.safe_load(args[args.index("-y") + 1]) if "-y" in args else {"settings": {}}
     notebook = parameterize_notebook(load_notebook_node(str(ROOT / "S10.ipynb")), parameters)
     namespace = {}
     for cell in notebook.cells:  # the parameters cell, then the one papermill injects after it
