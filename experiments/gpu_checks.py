@@ -46,7 +46,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil  # installed with ipykernel, which papermill's kernel needs
+import psutil  # in requirements.txt: ends a notebook kernel's whole process tree
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
