@@ -24,6 +24,9 @@ spec.loader.exec_module(finder_rules)
 spec = importlib.util.spec_from_file_location("lr_sweeps", ROOT / "experiments" / "lr_sweeps.py")
 lr_sweeps = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(lr_sweeps)
+spec = importlib.util.spec_from_file_location("finder_plan", ROOT / "experiments" / "finder_plan.py")
+finder_plan = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(finder_plan)
 spec = importlib.util.spec_from_file_location("sweep_stats", ROOT / "experiments" / "sweep_stats.py")
 sweep_stats = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sweep_stats)
@@ -247,3 +250,15 @@ def test_the_docs_spread_table_is_the_stored_sweeps_measured_again():
         r = finder_rules.measure(sweeps, RULES[rule])
         assert cells[:4] == [f"{r['lr_max_median']:.3e}".replace("e-0", "e-"), f"{r['lr_max_spread']:.2f}",
                              f"{r['lr_min_median']:.3e}".replace("e-0", "e-"), f"{r['lr_min_spread']:.2f}"], rule
+
+
+def test_the_docs_status_of_the_averaged_sweeps_is_their_folders():
+    text = (ROOT / "docs" / "lr_finder.md").read_text().split("## The averaged sweeps, measured")[1].split("\n## ")[0]
+    rows = {cells[0].strip("` "): [c.strip() for c in cells[1:]]
+            for cells in (line.strip("|").split("|") for line in text.splitlines() if line.startswith("| `"))}
+    assert set(rows) == set(finder_plan.VARIANTS) - {"as-is"}
+    for variant, (seeds, state) in rows.items():
+        folder = finder_plan.folder(SWEEP_RECORDS, variant)
+        sweeps = finder_rules.load_sweeps(folder) if folder.is_dir() else {}
+        assert seeds == (", ".join(map(str, sorted(sweeps))) if sweeps else "none yet"), variant
+        assert state == finder_plan.status(sweeps), variant
