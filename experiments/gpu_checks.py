@@ -9,9 +9,9 @@ Phases, in this order, each writing its records under DIR as it goes:
              --before-rev, the loop before its rare read-backs, for the before/after ratio
 2. alone:    one default train.py run, alone on the GPU (DIR/alone/)
 3. fp16:     the notebook through papermill in fp16, killed with SIGKILL once its record holds 3
-             epochs and run again to continue (DIR/fp16/notebook/), beside an uninterrupted
-             train.py --precision fp16 run of the same seed (DIR/fp16/straight/); both records
-             compared epoch by epoch (DIR/fp16/compare.txt)
+             epochs and run again to continue (DIR/fp16/notebook/), beside the same notebook run
+             through uninterrupted (DIR/fp16/straight/); both records compared epoch by epoch
+             (DIR/fp16/compare.txt)
 4. sweeps:   the LR-finder sweeps experiments/finder_plan.py still lacks (DIR/sweeps/), then
              finder_rules.py's choice (DIR/finder.json)
 5. split:    the candidates of docs/lr_finder.md on the validation split with the finder as
@@ -438,7 +438,7 @@ def figures_alone(checks):
     return run_figures(checks.out / "alone")
 
 
-# --- 3. fp16 end to end: the notebook killed and continued, train.py beside it -------------------
+# --- 3. fp16 end to end: the notebook killed and continued, the notebook run through beside it ----
 
 FP16 = {"precision": "fp16", "seed": 1}
 
@@ -447,13 +447,23 @@ def plan_fp16(checks):
     folder = checks.out / "fp16"
     if complete(folder / "notebook") and complete(folder / "straight"):
         return 0
-    notebooks = 1 if (folder / "killed.json").exists() else 2  # killed, then continued; train.py beside them
+    notebooks = 1 if (folder / "killed.json").exists() else 2  # killed, then continued; the straight one beside them
     return notebooks * checks.mode.cost["notebook"]
+
+
+def straight_job(checks, folder):
+    """The notebook run through without a stop, or None where it is finished. Not train.py: the
+    notebook's model-summary cell draws random numbers between the seeding and the model the run
+    trains, so train.py of the same seed starts from other weights."""
+    run_dir = folder / "straight"
+    if complete(run_dir):
+        return None
+    return notebook_job(checks, "fp16/straight", run_dir, FP16, run_dir / EXECUTED, folder / "straight.log")
 
 
 def run_fp16(checks):
     folder = checks.out / "fp16"
-    straight = train_job(checks, "fp16/straight", folder / "straight", FP16)
+    straight = straight_job(checks, folder)
     beside = start(checks, straight) if straight else None
     try:
         run_notebook_killed_and_continued(checks, folder)
@@ -517,7 +527,7 @@ def scaler_state(run_dir):
 
 
 def compare_fp16(folder):
-    """The notebook's record (killed, continued) beside train.py's (straight), epoch by epoch: the
+    """The notebook's record (killed, continued) beside the straight one's, epoch by epoch: the
     text, and the figures (None while either run is unfinished)."""
     runs = {name: read_record(folder / name) for name in ("notebook", "straight")}
     if not all(record and record.complete for record in runs.values()):
@@ -527,7 +537,7 @@ def compare_fp16(folder):
              for name, r in runs.items()]
     first = {name: r.lr_finder and r.lr_finder["raw_losses"][0] for name, r in runs.items()}
     lines.append(start_line(first))
-    lines.append("epoch | notebook (killed, continued) | train.py (straight) | accuracy difference")
+    lines.append("epoch | notebook (killed, continued) | notebook (straight) | accuracy difference")
     acc, loss = [], []
     for a, b in zip(runs["notebook"].epochs, runs["straight"].epochs):
         acc.append(a["eval"]["acc"] - b["eval"]["acc"])
@@ -553,7 +563,7 @@ def start_line(first):
     same = "equal" if first["notebook"] == first["straight"] else (
         "different: the runs start from different weights or batches, so their epochs differ "
         "whatever the resume does")
-    return f"the LR sweep's first loss: notebook {first['notebook']:.6f}, train.py {first['straight']:.6f} ({same})"
+    return f"the LR sweep's first loss: killed {first['notebook']:.6f}, straight {first['straight']:.6f} ({same})"
 
 
 def figures_fp16(checks):

@@ -86,6 +86,22 @@ def test_a_stopped_run_resumes_and_a_finished_one_is_left_alone(tmp_path, monkey
     assert gpu_checks.train_job(checks, "x", run_dir, {}) is None
 
 
+def test_the_fp16_runs_compared_are_both_the_notebook_with_the_same_parameters(tmp_path, monkeypatch):
+    # train.py of the same seed would start from other weights (the notebook's summary cell draws
+    # random numbers first), so the straight run beside the killed one is the notebook too
+    checks = checks_for(tmp_path)
+    folder = tmp_path / "fp16"
+    straight = gpu_checks.straight_job(checks, folder)
+    killed = gpu_checks.notebook_job(checks, "x", folder / "notebook", gpu_checks.FP16, folder / "notebook" / "S10.ipynb",
+                                     tmp_path / "nb.log")
+    assert straight.argv[:3] == killed.argv[:3] == [sys.executable, "-m", "papermill"]
+    parameters = [json.loads(job.argv[job.argv.index("-y") + 1]) for job in (straight, killed)]
+    assert parameters[0]["settings"] == parameters[1]["settings"] and parameters[0]["settings"]["precision"] == "fp16"
+    assert parameters[0]["run_dir"] == str(folder / "straight") != parameters[1]["run_dir"]
+    monkeypatch.setattr(gpu_checks, "complete", lambda path: True)
+    assert gpu_checks.straight_job(checks, folder) is None
+
+
 def measured(lr_max_in_use, lr_max_rule, passes=True):
     """finder_rules.py's --json record, reduced to what the choice reads."""
     sweep = "gpu-narrow-x4"
