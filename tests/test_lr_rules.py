@@ -18,18 +18,18 @@ from s10.recipe import make_optimizer
 from tests.conftest import CPU, TinyNet
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("finder_rules", ROOT / "experiments" / "finder_rules.py")
-finder_rules = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(finder_rules)
-spec = importlib.util.spec_from_file_location("lr_sweeps", ROOT / "experiments" / "lr_sweeps.py")
-lr_sweeps = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(lr_sweeps)
-spec = importlib.util.spec_from_file_location("finder_plan", ROOT / "experiments" / "finder_plan.py")
-finder_plan = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(finder_plan)
-spec = importlib.util.spec_from_file_location("sweep_stats", ROOT / "experiments" / "sweep_stats.py")
-sweep_stats = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(sweep_stats)
+
+
+def script(name):
+    """experiments/<name>.py, imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+finder_rules, lr_sweeps, finder_plan, sweep_stats = (script(name) for name in
+                                                     ("finder_rules", "lr_sweeps", "finder_plan", "sweep_stats"))
 
 
 def sweep_history(tiny_data, smooth_f):
