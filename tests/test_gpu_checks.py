@@ -53,7 +53,7 @@ def test_settings_become_the_flags_train_py_reads_back():
 
 @pytest.mark.parametrize("mode", [gpu_checks.GPU, gpu_checks.SMOKE], ids=lambda m: m.name)
 def test_the_notebook_and_train_py_get_the_same_config(tmp_path, mode):
-    # the fp16 phase compares the two epoch by epoch, and the test seeds pool them: one config
+    # the test phase pools them (seed 1 the notebook, the others train.py): one config
     checks = checks_for(tmp_path, mode)
     settings = {**gpu_checks.candidate_settings("wd1e-4_ls01_nobn", 0.1), **gpu_checks.FP16}
     job = gpu_checks.train_job(checks, "x", tmp_path / "run", settings)
