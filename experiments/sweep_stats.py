@@ -3,6 +3,7 @@ move between sweeps of the same recipe: their standard deviation in log10(LR), a
 docs/lr_finder.md uses it to size the averaged sweeps. Reads records only.
 
     python experiments/sweep_stats.py [--gpu assets/runs/gpu] [--cpu assets/runs/lr_finder/cpu-as-is]
+                                      [--variants DIR [DIR ...]]
 
 GPU: the sweep inside each run's metrics.json (lr_finder), raw losses recovered from the finder's
 smoothing (s10.lr_rules.unsmooth); the runs of one folder (one setting, seeds 1 to 3) form a group,
@@ -12,6 +13,10 @@ pairs (1+2, 3+4, ...), their raw losses averaged step by step as --repeats avera
 Then the arithmetic that links an SD to a spread over seeds: max - min of n normal draws is on
 average d(n) SDs (d(5) = 2.33, d(10) = 3.08), so a spread of max/min over 10 seeds is expected at
 10^(3.08 SD), and the SD a target allows is log10(target) / 3.08.
+--variants: the SD over the seeds of each folder of averaged sweeps (finder_plan.VARIANTS), and
+what averaging did: SD^2 = a + b/k fitted over the folders (k sweeps averaged), a the part that
+averaging cannot remove (the seed's initial weights), b/k the part it divides (the batches); from
+it, the k that would bring each pick's SD to what its target allows.
 """
 import argparse
 import json
@@ -87,10 +92,61 @@ def cpu_groups(folder):
     return [records], [pairs]
 
 
+def folder_sd(folder, bandwidth=0.4, between_steps=True):
+    """(sweeps averaged per seed, seeds, SD of each point of POINTS over the folder's seeds)."""
+    records = [json.loads(p.read_text()) for p in Path(folder).glob("seed*.json")]
+    repeats = {r.get("sweep", {}).get("repeats", 1) for r in records}
+    if len(repeats) != 1:
+        raise SystemExit(f"{folder}: its records average different numbers of sweeps {sorted(repeats)}")
+    sd, dof = pooled_sd([records], bandwidth, between_steps)
+    return repeats.pop(), dof + 1, sd
+
+
+def averaging_fit(repeats, sds, dofs):
+    """(a, b) of SD(k)^2 = a + b/k by least squares weighted by each SD's degrees of freedom,
+    both kept >= 0 (a below 0 would say averaging removes more than all of the spread)."""
+    k, var, w = (np.asarray(v, float) for v in (repeats, np.square(sds), dofs))
+    design = np.stack([np.ones_like(k), 1 / k], axis=1) * np.sqrt(w)[:, None]
+    a, b = np.linalg.lstsq(design, var * np.sqrt(w), rcond=None)[0]
+    if a < 0:
+        a, b = 0.0, float(np.sum(w * var * k) / np.sum(w))
+    elif b < 0:
+        a, b = float(np.sum(w * var) / np.sum(w)), 0.0
+    return float(a), float(b)
+
+
+def repeats_needed(a, b, target_sd):
+    """Sweeps to average for an SD of `target_sd` under the fit; None if no number of them does."""
+    return None if a >= target_sd ** 2 else b / (target_sd ** 2 - a)
+
+
+def print_variants(folders, targets=(("LR_max", 1.25, "cliff 1.3x"), ("LR_min", 1.5, "halfway"))):
+    """Each folder's SDs, the fit of SD^2 = a + b/k over the folders and the k each target needs."""
+    print("\nSD in log10(LR) over each folder's seeds, read between steps, 0.4-decade kernel")
+    print(f"{'folder':24s} {'k':>3s} {'seeds':>5s} " + " ".join(f"{p:>10s}" for p in POINTS))
+    rows = [(Path(f).name, *folder_sd(f)) for f in folders]
+    for name, k, n, sd in rows:
+        print(f"{name:24s} {k:3d} {n:5d} " + " ".join(f"{v:10.3f}" for v in sd))
+    if len({k for _, k, _, _ in rows}) < 2:
+        print("no fit: it needs folders of at least two different numbers of sweeps averaged")
+        return
+    d10 = expected_range(10)
+    for name, target, point in targets:
+        column = POINTS.index(point)
+        a, b = averaging_fit([k for _, k, _, _ in rows], [sd[column] for *_, sd in rows], [n - 1 for _, _, n, _ in rows])
+        allowed = math.log10(target) / d10
+        needed = repeats_needed(a, b, allowed)
+        print(f"{name} ({point}): SD^2 = {a:.2e} + {b:.2e}/k: the part averaging leaves {math.sqrt(a):.3f}, "
+              f"one sweep's {math.sqrt(a + b):.3f}; {target} over 10 seeds allows {allowed:.4f}: "
+              + (f"k = {needed:.1f} sweeps averaged" if needed is not None else "no k reaches it"))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", type=Path, default=ROOT / "assets" / "runs" / "gpu")
     parser.add_argument("--cpu", type=Path, default=ROOT / "assets" / "runs" / "lr_finder" / "cpu-as-is")
+    parser.add_argument("--variants", type=Path, nargs="+",
+                        help="folders of lr_sweeps.py records, each one variant (as-is among them for k = 1)")
     args = parser.parse_args(argv)
     gpu = gpu_groups(args.gpu)
     cpu, cpu_pairs = cpu_groups(args.cpu)
@@ -107,6 +163,8 @@ def main(argv=None):
     cliff = POINTS.index("cliff 1.3x")
     print_arithmetic({"GPU, cliff 1.3x, 0.4": pooled_sd(gpu, 0.4, False)[0][cliff],
                       "CPU, cliff 1.3x, 0.4": pooled_sd(cpu, 0.4, False)[0][cliff]})
+    if args.variants:
+        print_variants(args.variants)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,19 @@ def test_the_sweeps_sd_is_pooled_within_groups():
     np.testing.assert_allclose(sd[:3], np.std([0.0, 0.1], ddof=1), atol=2e-3)
 
 
+def test_the_averaging_fit_splits_the_spread_into_what_averaging_leaves_and_what_it_divides():
+    a, b = 0.05 ** 2, 0.08 ** 2
+    repeats = [1, 4, 8]
+    sds = [np.sqrt(a + b / k) for k in repeats]
+    assert sweep_stats.averaging_fit(repeats, sds, [9, 4, 4]) == pytest.approx((a, b))
+    # the k a target SD needs: b / (target^2 - a); none when what averaging leaves is already above it
+    assert sweep_stats.repeats_needed(a, b, 0.06) == pytest.approx(b / (0.06 ** 2 - a))
+    assert sweep_stats.repeats_needed(a, b, 0.05) is None
+    # SDs that fall faster than 1/sqrt(k) would fit a < 0: kept at 0, all of it divided by k
+    a, b = sweep_stats.averaging_fit([1, 4], [0.1, 0.02], [9, 4])
+    assert a == 0 and b > 0
+
+
 def docs_table(heading):
     """{rule: [cells]} of the table under `heading` in docs/lr_finder.md."""
     text = (ROOT / "docs" / "lr_finder.md").read_text().split(heading)[1].split("\n## ")[0]
