@@ -1,7 +1,7 @@
 """Every candidate LR-finder rule applied to the same recorded sweeps, and the spread of each
 rule's picks over the seeds (max/min), as docs/lr_finder.md measures them.
 
-    python experiments/finder_rules.py DIR [DIR ...] [--json OUT]
+    python experiments/finder_rules.py DIR [DIR ...] [--json OUT] [--markdown]
 
 DIR holds the seed<k>.json records of experiments/lr_sweeps.py (one sweep per seed, or several
 whose raw losses are averaged) of one variant of experiments/finder_plan.py. A folder that its
@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from experiments.finder_plan import (FIRST_SEEDS, TARGETS, load_sweeps, measure, passes,  # noqa: E402
                                      status)
+from s10.config import Config  # noqa: E402
 from s10.lr_rules import RULES  # noqa: E402
 
 
@@ -52,10 +53,23 @@ def measure_folder(folder):
     return state, sweep_cost(sweeps), {name: measure(sweeps, rule) for name, rule in RULES.items()}
 
 
+def markdown_table(measured):
+    """docs/lr_finder.md's table of one folder: every rule's medians, spreads and targets met."""
+    lines = ["| rule | LR_max median | LR_max max/min | LR_min median | LR_min max/min | targets met |",
+             "|---|---|---|---|---|---|"]
+    for name, r in measured.items():
+        label = f"`{name}` (the rule in use)" if name == Config().finder_rule else f"`{name}`"
+        lines.append(f"| {label} | {r['lr_max_median']:.3e} | {r['lr_max_spread']:.2f} | "
+                     f"{r['lr_min_median']:.3e} | {r['lr_min_spread']:.2f} | {'yes' if passes(r) else 'no'} |"
+                     .replace("e-0", "e-"))
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--json", type=Path, help="write every rule's picks and spreads here")
+    parser.add_argument("--markdown", action="store_true", help="also print each folder's table as docs/lr_finder.md shows it")
     args = parser.parse_args(argv)
     results, costs, states = {}, {}, {}
     print(f"{'sweeps':24s} {'rule':16s} {'seeds':>5s} {'LR_max median':>13s} {'max/min':>7s} "
@@ -66,6 +80,10 @@ def main(argv=None):
             print(f"{folder.name:24s} {name:16s} {len(r['picks']):5d} {r['lr_max_median']:13.3e} "
                   f"{r['lr_max_spread']:7.2f} {r['lr_min_median']:13.3e} {r['lr_min_spread']:7.2f}  "
                   f"{'yes' if passes(r) else 'no'}")
+    if args.markdown:
+        for name, measured in results.items():
+            if measured:
+                print(f"\n{name}\n\n{markdown_table(measured)}\n")
     print("status: " + ", ".join(f"{name} {state}" for name, state in states.items()))
     complete = {name: rules for name, rules in results.items() if states[name] == "complete"}
     decision = None

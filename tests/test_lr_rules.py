@@ -271,8 +271,11 @@ def assert_docs_table_is(table, measured):
 def test_the_docs_spread_table_is_the_stored_sweeps_measured_again():
     sweeps = finder_rules.load_sweeps(SWEEP_RECORDS / "cpu-as-is")
     assert f"measured on seeds 1 to {len(sweeps)}\n" in LR_FINDER_DOC.read_text()
-    assert_docs_table_is(docs_table("## The finder as it is, measured"),
-                         {name: finder_rules.measure(sweeps, rule) for name, rule in RULES.items()})
+    measured = {name: finder_rules.measure(sweeps, rule) for name, rule in RULES.items()}
+    assert_docs_table_is(docs_table("## The finder as it is, measured"), measured)
+    # the rows are the ones `finder_rules.py --markdown` prints
+    for row in finder_rules.markdown_table(measured).splitlines()[2:]:
+        assert row in LR_FINDER_DOC.read_text()
 
 
 @pytest.mark.parametrize("variant", sorted(set(finder_plan.VARIANTS) - {"as-is"}))
@@ -286,6 +289,7 @@ def test_the_docs_table_of_each_measured_variant_is_its_records_measured_again(v
         return
     seeds = len(next(iter(measured.values()))["picks"])
     assert_docs_table_is(docs_table(f"{heading}{seeds}\n"), measured)
+    assert finder_rules.markdown_table(measured) in LR_FINDER_DOC.read_text()
 
 
 def test_the_docs_status_of_the_averaged_sweeps_is_their_folders():
