@@ -131,8 +131,12 @@ def main(argv=None):
     parser.add_argument("--data-dir", default="DATA")
     parser.add_argument("--prefix", default=PREFIX, help="the device the folders' sweeps run on")
     args = parser.parse_args(argv)
-    for name, seeds in pending(args.root, args.prefix):
+    todo = pending(args.root, args.prefix)
+    for name, seeds in todo:
         print(shlex.join(sweep_command(name, seeds, args.data_dir, args.root, args.prefix)))
+    if not todo:  # on stderr, so that stdout stays a list of commands to run
+        print(f"nothing left to sweep under {args.root}: every variant is complete or stopped "
+              "(experiments/finder_rules.py decides)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -65,37 +65,46 @@ def markdown_table(measured):
     return "\n".join(lines)
 
 
+def decide(folders):
+    """{results, costs, status, decision} of the folders: every rule measured on each, and the
+    decision among the complete ones once none is in progress (else None)."""
+    results, costs, states = {}, {}, {}
+    for folder in folders:
+        states[folder.name], costs[folder.name], results[folder.name] = measure_folder(folder)
+    complete = {name: rules for name, rules in results.items() if states[name] == "complete"}
+    decision = None
+    if complete and "in progress" not in states.values():
+        decision = choose(complete, costs)
+    return {"results": results, "costs": costs, "status": states, "decision": decision}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folders", nargs="+", type=Path)
     parser.add_argument("--json", type=Path, help="write every rule's picks and spreads here")
     parser.add_argument("--markdown", action="store_true", help="also print each folder's table as docs/lr_finder.md shows it")
     args = parser.parse_args(argv)
-    results, costs, states = {}, {}, {}
+    record = decide(args.folders)
     print(f"{'sweeps':24s} {'rule':16s} {'seeds':>5s} {'LR_max median':>13s} {'max/min':>7s} "
           f"{'LR_min median':>13s} {'max/min':>7s}  pass")
-    for folder in args.folders:
-        states[folder.name], costs[folder.name], results[folder.name] = measure_folder(folder)
-        for name, r in results[folder.name].items():
-            print(f"{folder.name:24s} {name:16s} {len(r['picks']):5d} {r['lr_max_median']:13.3e} "
+    for folder, measured in record["results"].items():
+        for name, r in measured.items():
+            print(f"{folder:24s} {name:16s} {len(r['picks']):5d} {r['lr_max_median']:13.3e} "
                   f"{r['lr_max_spread']:7.2f} {r['lr_min_median']:13.3e} {r['lr_min_spread']:7.2f}  "
                   f"{'yes' if passes(r) else 'no'}")
     if args.markdown:
-        for name, measured in results.items():
+        for folder, measured in record["results"].items():
             if measured:
-                print(f"\n{name}\n\n{markdown_table(measured)}\n")
-    print("status: " + ", ".join(f"{name} {state}" for name, state in states.items()))
-    complete = {name: rules for name, rules in results.items() if states[name] == "complete"}
-    decision = None
-    if complete and "in progress" not in states.values():
-        decision = choose(complete, costs)
+                print(f"\n{folder}\n\n{markdown_table(measured)}\n")
+    print("status: " + ", ".join(f"{name} {state}" for name, state in record["status"].items()))
+    decision = record["decision"]
+    if decision:
         print(f"chosen: sweep {decision['sweep']}, rule {decision['rule']}"
               + ("" if decision["passes"] else " (the nearest to the targets: none passes)"))
     else:
         print("no decision: a folder is in progress, or none is complete")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "costs": costs, "status": states,
-                                         "decision": decision}, indent=1) + "\n")
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

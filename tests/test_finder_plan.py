@@ -72,6 +72,15 @@ def test_the_finder_as_it_is_is_already_measured_on_the_cpu():
     assert finder_plan.folder(records, "as-is") == records / "cpu-as-is"
 
 
+def test_the_cpu_study_has_nothing_left_to_sweep_and_says_so(capsys):
+    # every variant's CPU folder is complete or stopped by the early-stop rule
+    records = ROOT / "assets" / "runs" / "lr_finder"
+    assert pending(records) == []
+    finder_plan.main([str(records), "--data-dir", "DATA"])
+    out, err = capsys.readouterr()
+    assert out == "" and "nothing left to sweep" in err
+
+
 def test_a_folder_of_other_sweeps_is_refused(tmp_path):
     name = list(VARIANTS)[1]
     write_seed(finder_plan.folder(tmp_path, name), list(VARIANTS)[0], seed=1)

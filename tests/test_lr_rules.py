@@ -292,6 +292,19 @@ def test_the_docs_table_of_each_measured_variant_is_its_records_measured_again(v
     assert finder_rules.markdown_table(measured) in LR_FINDER_DOC.read_text()
 
 
+def test_the_stored_decision_is_the_folders_decided_again_and_the_docs_say_it():
+    stored = json.loads((SWEEP_RECORDS / "decision.json").read_text())
+    folders = [finder_plan.folder(SWEEP_RECORDS, variant) for variant in finder_plan.VARIANTS]
+    again = json.loads(json.dumps(finder_rules.decide(folders)))  # seeds as JSON keys, tuples as lists
+    assert again == stored
+    decision = stored["decision"]
+    text = LR_FINDER_DOC.read_text().split("### The decision")[1].split("\n## ")[0]
+    r = stored["results"][decision["sweep"]][decision["rule"]]
+    assert (f"the finder as it is with `{decision['rule']}`, LR_max {r['lr_max_spread']:.2f} times and LR_min "
+            f"{r['lr_min_spread']:.2f} times") in " ".join(text.split())
+    assert ("no pair passes, and the finder in use stays" in " ".join(text.split())) == (not decision["passes"])
+
+
 def test_the_docs_status_of_the_averaged_sweeps_is_their_folders():
     text = LR_FINDER_DOC.read_text().split("## The averaged sweeps, measured")[1].split("\n#")[0]
     rows = {cells[0].strip("` "): [c.strip() for c in cells[1:]]
