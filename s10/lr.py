@@ -52,8 +52,10 @@ def lr_range_test(model, optimizer, criterion, loader, device, plan=SweepPlan(),
     same mixed precision (`amp_dtype`) as training; with `plan.repeats` > 1, sweeps from the same
     weights, each on its own batches, their raw losses averaged (cut to the shortest).
 
-    Returns {"lrs", "losses" (smoothed as the finder smooths), "raw_losses"}. The model and
-    optimizer are restored to their state before the sweep.
+    Returns {"lrs", "losses" (smoothed as the finder smooths), "raw_losses"}, and with repeats
+    "each_sweep", every sweep's own {"lrs", "raw_losses"} (whole, before the cut): how far the
+    sweeps of one set of weights differ. The model and optimizer are restored to their state before the
+    sweep.
     """
     sweeps = []
     for _ in range(plan.repeats):
@@ -63,7 +65,8 @@ def lr_range_test(model, optimizer, criterion, loader, device, plan=SweepPlan(),
     if plan.repeats == 1:
         return sweeps[0]
     lrs, raw = average_sweeps(sweeps)
-    return {"lrs": lrs.tolist(), "losses": finder_smoothing(raw), "raw_losses": raw.tolist()}
+    return {"lrs": lrs.tolist(), "losses": finder_smoothing(raw), "raw_losses": raw.tolist(),
+            "each_sweep": [{"lrs": s["lrs"], "raw_losses": s["raw_losses"]} for s in sweeps]}
 
 
 def _one_sweep(model, optimizer, criterion, loader, device, plan, amp_dtype):

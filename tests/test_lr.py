@@ -100,6 +100,11 @@ def test_repeated_sweeps_average_the_raw_losses_of_single_sweeps(tiny_data):
     np.testing.assert_allclose(averaged["raw_losses"],
                                (np.array(first["raw_losses"][:n]) + second["raw_losses"][:n]) / 2, rtol=1e-6)
     np.testing.assert_allclose(averaged["losses"], finder_smoothing(averaged["raw_losses"]), rtol=1e-12)
+    # and each sweep's own losses are kept, whole
+    assert len(averaged["each_sweep"]) == 2
+    for own, single in zip(averaged["each_sweep"], (first, second)):
+        np.testing.assert_allclose(own["raw_losses"], single["raw_losses"], rtol=1e-6)
+        np.testing.assert_allclose(own["lrs"], single["lrs"], rtol=1e-12)
 
 
 def test_a_fallback_is_a_python_warning_in_the_notebook(monkeypatch):
