@@ -3,7 +3,7 @@ move between sweeps of the same recipe: their standard deviation in log10(LR), a
 docs/lr_finder.md uses it to size the averaged sweeps. Reads records only.
 
     python experiments/sweep_stats.py [--gpu assets/runs/gpu] [--cpu assets/runs/lr_finder/cpu-as-is]
-                                      [--variants DIR [DIR ...]]
+                                      [--variants DIR [DIR ...]] [--within DIR]
 
 GPU: the sweep inside each run's metrics.json (lr_finder), raw losses recovered from the finder's
 smoothing (s10.lr_rules.unsmooth); the runs of one folder (one setting, seeds 1 to 3) form a group,
@@ -17,6 +17,8 @@ average d(n) SDs (d(5) = 2.33, d(10) = 3.08), so a spread of max/min over 10 see
 what averaging did: SD^2 = a + b/k fitted over the folders (k sweeps averaged), a the part that
 averaging cannot remove (the seed's initial weights), b/k the part it divides (the batches); from
 it, the k that would bring each pick's SD to what its target allows.
+--within: the SD between the sweeps of one seed's weights (records of --repeats k, which keep
+each sweep), pooled over the folder's seeds: the part of the spread that the batches make.
 """
 import argparse
 import json
@@ -141,12 +143,24 @@ def print_variants(folders, targets=(("LR_max", 1.25, "cliff 1.3x"), ("LR_min", 
               + (f"k = {needed:.1f} sweeps averaged" if needed is not None else "no k reaches it"))
 
 
+def within_sd(folder, bandwidth=0.4, between_steps=True):
+    """(SD of each point between the sweeps of one seed, pooled over the seeds; degrees of
+    freedom; seeds) of a folder of records that keep each sweep (`each_sweep`)."""
+    records = [json.loads(p.read_text()) for p in sorted(Path(folder).glob("seed*.json"))]
+    groups = [r["each_sweep"] for r in records if len(r.get("each_sweep", [])) > 1]
+    if not groups:
+        raise SystemExit(f"{folder}: no record keeps its sweeps one by one (lr_sweeps.py --repeats k > 1)")
+    sd, dof = pooled_sd(groups, bandwidth, between_steps)
+    return sd, dof, len(groups)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", type=Path, default=ROOT / "assets" / "runs" / "gpu")
     parser.add_argument("--cpu", type=Path, default=ROOT / "assets" / "runs" / "lr_finder" / "cpu-as-is")
     parser.add_argument("--variants", type=Path, nargs="+",
                         help="folders of lr_sweeps.py records, each one variant (as-is among them for k = 1)")
+    parser.add_argument("--within", type=Path, help="a folder of lr_sweeps.py --repeats records that keep each sweep")
     args = parser.parse_args(argv)
     gpu = gpu_groups(args.gpu)
     cpu, cpu_pairs = cpu_groups(args.cpu)
@@ -165,6 +179,11 @@ def main(argv=None):
                       "CPU, cliff 1.3x, 0.4": pooled_sd(cpu, 0.4, False)[0][cliff]})
     if args.variants:
         print_variants(args.variants)
+    if args.within:
+        sd, dof, seeds = within_sd(args.within)
+        print(f"\nSD between the sweeps of one seed's weights ({args.within.name}, {seeds} seeds, {dof} degrees "
+              f"of freedom; between steps, 0.4-decade kernel): "
+              + ", ".join(f"{p} {v:.3f}" for p, v in zip(POINTS, sd)))
 
 
 if __name__ == "__main__":

@@ -251,6 +251,23 @@ def test_the_averaging_fit_splits_the_spread_into_what_averaging_leaves_and_what
 LR_FINDER_DOC = ROOT / "docs" / "lr_finder.md"
 
 
+def test_the_sd_within_a_seed_is_pooled_over_the_sweeps_of_each_seed(tmp_path):
+    lrs, losses = piecewise_curve()
+    # two seeds far apart in LR; within each, two sweeps 10^0.1 apart
+    for seed, offset in ((1, 0.0), (2, 1.0)):
+        each = [{"lrs": (lrs * 10 ** (offset + d)).tolist(), "raw_losses": losses.tolist()} for d in (0.0, 0.1)]
+        (tmp_path / f"seed{seed}.json").write_text(json.dumps({"seed": seed, "each_sweep": each}))
+    sd, dof, seeds = sweep_stats.within_sd(tmp_path, bandwidth=0.02)
+    assert (dof, seeds) == (2, 2)
+    np.testing.assert_allclose(sd[:3], np.std([0.0, 0.1], ddof=1), atol=2e-3)
+
+
+def test_the_sd_within_a_seed_needs_records_that_keep_each_sweep(tmp_path):
+    (tmp_path / "seed1.json").write_text(json.dumps({"seed": 1, "lrs": [1e-3], "raw_losses": [2.3]}))
+    with pytest.raises(SystemExit, match="one by one"):
+        sweep_stats.within_sd(tmp_path)
+
+
 def docs_table(heading):
     """{rule: [cells]} of the tables between `heading` in docs/lr_finder.md and the next heading."""
     text = LR_FINDER_DOC.read_text().split(heading)[1].split("\n#")[0]
