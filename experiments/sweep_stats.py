@@ -154,6 +154,13 @@ def within_sd(folder, bandwidth=0.4, between_steps=True):
     return sd, dof, len(groups)
 
 
+def within_line(folder):
+    """The line --within prints, as docs/lr_finder.md quotes it."""
+    sd, dof, seeds = within_sd(folder)
+    return (f"SD between the sweeps of one seed's weights ({Path(folder).name}, {seeds} seeds, {dof} degrees "
+            f"of freedom; between steps, 0.4-decade kernel): " + ", ".join(f"{p} {v:.3f}" for p, v in zip(POINTS, sd)))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpu", type=Path, default=ROOT / "assets" / "runs" / "gpu")
@@ -180,10 +187,7 @@ def main(argv=None):
     if args.variants:
         print_variants(args.variants)
     if args.within:
-        sd, dof, seeds = within_sd(args.within)
-        print(f"\nSD between the sweeps of one seed's weights ({args.within.name}, {seeds} seeds, {dof} degrees "
-              f"of freedom; between steps, 0.4-decade kernel): "
-              + ", ".join(f"{p} {v:.3f}" for p, v in zip(POINTS, sd)))
+        print("\n" + within_line(args.within))
 
 
 if __name__ == "__main__":

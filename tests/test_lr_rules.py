@@ -332,3 +332,18 @@ def test_the_docs_status_of_the_averaged_sweeps_is_their_folders():
         sweeps = finder_rules.load_sweeps(folder) if folder.is_dir() else {}
         assert seeds == (", ".join(map(str, sorted(sweeps))) if sweeps else "none yet"), variant
         assert state == finder_plan.status(sweeps), variant
+
+
+def test_the_docs_sds_of_the_averaged_sweeps_are_their_folders_measured_again():
+    text = LR_FINDER_DOC.read_text().split("### What averaging did")[1].split("\n#")[0]
+    rows = {cells[0].strip("` "): [c.strip() for c in cells[1:]]
+            for cells in (line.strip("|").split("|") for line in text.splitlines() if line.startswith("| `"))}
+    assert set(rows) == set(finder_plan.VARIANTS)
+    for variant, cells in rows.items():
+        repeats, seeds, sd = sweep_stats.folder_sd(finder_plan.folder(SWEEP_RECORDS, variant))
+        assert cells == [str(repeats), str(seeds), *(f"{v:.3f}" for v in sd)], variant
+
+
+def test_the_docs_sd_within_a_seed_is_its_records_measured_again():
+    folder = SWEEP_RECORDS / "cpu-as-is-x4-within"
+    assert sweep_stats.within_line(folder) in LR_FINDER_DOC.read_text()
