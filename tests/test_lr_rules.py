@@ -269,7 +269,8 @@ def test_the_sd_within_a_seed_needs_records_that_keep_each_sweep(tmp_path):
 
 
 def docs_table(heading):
-    """{rule: [cells]} of the tables between `heading` in docs/lr_finder.md and the next heading."""
+    """{first cell's `name`: [the other cells]} of the tables between `heading` in docs/lr_finder.md
+    and the next heading."""
     text = LR_FINDER_DOC.read_text().split(heading)[1].split("\n#")[0]
     rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| `")]
     return {cells[0].strip().split("`")[1]: [c.strip() for c in cells[1:]] for cells in rows}
@@ -323,9 +324,7 @@ def test_the_stored_decision_is_the_folders_decided_again_and_the_docs_say_it():
 
 
 def test_the_docs_status_of_the_averaged_sweeps_is_their_folders():
-    text = LR_FINDER_DOC.read_text().split("## The averaged sweeps, measured")[1].split("\n#")[0]
-    rows = {cells[0].strip("` "): [c.strip() for c in cells[1:]]
-            for cells in (line.strip("|").split("|") for line in text.splitlines() if line.startswith("| `"))}
+    rows = docs_table("## The averaged sweeps, measured")
     assert set(rows) == set(finder_plan.VARIANTS) - {"as-is"}
     for variant, (seeds, state) in rows.items():
         folder = finder_plan.folder(SWEEP_RECORDS, variant)
@@ -335,9 +334,7 @@ def test_the_docs_status_of_the_averaged_sweeps_is_their_folders():
 
 
 def test_the_docs_sds_of_the_averaged_sweeps_are_their_folders_measured_again():
-    text = LR_FINDER_DOC.read_text().split("### What averaging did")[1].split("\n#")[0]
-    rows = {cells[0].strip("` "): [c.strip() for c in cells[1:]]
-            for cells in (line.strip("|").split("|") for line in text.splitlines() if line.startswith("| `"))}
+    rows = docs_table("### What averaging did")
     assert set(rows) == set(finder_plan.VARIANTS)
     for variant, cells in rows.items():
         repeats, seeds, sd = sweep_stats.folder_sd(finder_plan.folder(SWEEP_RECORDS, variant))
