@@ -7,6 +7,7 @@ import subprocess
 import time
 from dataclasses import fields
 
+import psutil
 import pytest
 
 import train
@@ -21,6 +22,19 @@ from tests.conftest import (RECORDED_RUN, ROOT, SMALL_MODEL, comparable, held_by
 
 # an in-process run of one short epoch on the given LRs
 SHORT = ["--epochs", "1", "--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5"]
+
+# a prelude for train_command: the run SIGSTOPs itself once, after its first training step's read-back
+STOP_AT_THE_FIRST_STEP = """
+import os, signal
+from s10 import engine
+_read_back, _stopped = engine.read_back, []
+def read_back_then_stop(*args):
+    _read_back(*args)
+    if not _stopped:
+        _stopped.append(True)
+        os.kill(os.getpid(), signal.SIGSTOP)
+engine.read_back = read_back_then_stop
+"""
 
 
 def test_a_run_logs_like_the_assignment_and_records_everything(recorded_run):
@@ -75,16 +89,18 @@ def files(folder):
 
 def test_a_second_process_on_a_folder_in_use_stops_and_touches_nothing(tiny_data, tmp_path):
     out = tmp_path / "run"
-    # the first run trains TinyNet: what is tested is the folder, not the model
+    # the first run trains TinyNet (what is tested is the folder, not the model) and stops itself
+    # at its first training step, holding the folder, so the test does not race a run that
+    # lasts a second or two
     first = subprocess.Popen(train_command("--data-dir", tiny_data, *SHORT, "--precision", "fp32", "--out", out,
-                                           prelude=SMALL_MODEL),
+                                           prelude=SMALL_MODEL + STOP_AT_THE_FIRST_STEP),
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
-        while not ((out / LOCK).exists() and (out / LOCK).read_text().strip() == str(first.pid)):
-            assert first.poll() is None and time.time() < deadline, "the first run never took the lock"
+        while psutil.Process(first.pid).status() != psutil.STATUS_STOPPED:
+            assert first.poll() is None and time.time() < deadline, "the first run never reached its first step"
             time.sleep(0.02)
-        first.send_signal(signal.SIGSTOP)  # it holds the folder, at whatever step it has reached
+        assert (out / LOCK).read_text().strip() == str(first.pid)
         before = files(out)
         for second in (["--data-dir", tiny_data, *SHORT, "--out", out], ["--resume", out]):
             refused = run_cli(*second)
