@@ -146,7 +146,7 @@ engine.read_back = read_back_then_die
 """
 
 
-def kill_in_epoch_2(*args, log, prelude=None, timeout=120):
+def kill_in_epoch_2(*args, log, prelude=None, timeout=300):
     """Run train.py with `args` (which end with --out DIR) until it is SIGKILLed, without
     warning, in epoch 2's first step (KILL_IN_EPOCH_2); its stdout goes to `log`."""
     with open(log, "w") as stdout:
