@@ -130,28 +130,30 @@ def run_cli(*args, prelude=None, timeout=300):
                           timeout=timeout, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-# a prelude for train_command: once epoch 2 (epoch index 1) has read back its first step, and so
-# after epoch 1's checkpoint, the process SIGKILLs itself. A kill sent from outside when the log
-# shows that step raced the run: TinyNet's epochs take a tenth of a second, and on a busy machine
-# the run had finished epoch 2 before the signal came
-KILL_IN_EPOCH_2 = """
+def signals_itself(sig, epoch):
+    """A prelude for train_command: the run sends itself `sig` once, right after the first
+    read-back of its progress (engine.read_back, a training step's numbers) in epoch index `epoch`.
+    A signal sent from outside when the log shows that step races the run: TinyNet's epochs take a
+    tenth of a second, and on a busy machine a run had finished epoch 2 before a SIGKILL came."""
+    return f"""
 import os, signal
 from s10 import engine
-_read_back = engine.read_back
-def read_back_then_die(meter, bar, epoch, batch_id):
+_read_back, _sent = engine.read_back, []
+def read_back_then_signal(meter, bar, epoch, batch_id):
     _read_back(meter, bar, epoch, batch_id)
-    if epoch == 1:
-        os.kill(os.getpid(), signal.SIGKILL)
-engine.read_back = read_back_then_die
+    if epoch == {epoch} and not _sent:
+        _sent.append(True)
+        os.kill(os.getpid(), signal.{signal.Signals(sig).name})
+engine.read_back = read_back_then_signal
 """
 
 
 def kill_in_epoch_2(*args, log, prelude=None, timeout=300):
     """Run train.py with `args` (which end with --out DIR) until it is SIGKILLed, without
-    warning, in epoch 2's first step (KILL_IN_EPOCH_2); its stdout goes to `log`."""
+    warning, after epoch 2's first step; its stdout goes to `log`."""
+    command = train_command(*args, prelude=f"{prelude or ''}\n{signals_itself(signal.SIGKILL, epoch=1)}")
     with open(log, "w") as stdout:
-        killed = subprocess.run(train_command(*args, prelude=f"{prelude or ''}\n{KILL_IN_EPOCH_2}"), cwd=ROOT,
-                                stdout=stdout, stderr=subprocess.DEVNULL, timeout=timeout,
+        killed = subprocess.run(command, cwd=ROOT, stdout=stdout, stderr=subprocess.DEVNULL, timeout=timeout,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert killed.returncode == -signal.SIGKILL, f"train.py ended with {killed.returncode}, not SIGKILL"
 

@@ -18,24 +18,10 @@ from s10.config import Config, DataError, DivergedError
 from s10.lr_rules import suggest_lrs
 from s10.run_lock import LOCK
 from tests.conftest import (RECORDED_RUN, ROOT, SMALL_MODEL, comparable, held_by_another_process, kill_in_epoch_2,
-                            run_cli, train_command)
+                            run_cli, signals_itself, train_command)
 
 # an in-process run of one short epoch on the given LRs
 SHORT = ["--epochs", "1", "--batch-size", "50", "--lr-max", "5e-3", "--lr-min", "5e-5"]
-
-# a prelude for train_command: the run SIGSTOPs itself once, after its first training step's read-back
-STOP_AT_THE_FIRST_STEP = """
-import os, signal
-from s10 import engine
-_read_back, _stopped = engine.read_back, []
-def read_back_then_stop(*args):
-    _read_back(*args)
-    if not _stopped:
-        _stopped.append(True)
-        os.kill(os.getpid(), signal.SIGSTOP)
-engine.read_back = read_back_then_stop
-"""
-
 
 def test_a_run_logs_like_the_assignment_and_records_everything(recorded_run):
     out, process = recorded_run
@@ -93,7 +79,7 @@ def test_a_second_process_on_a_folder_in_use_stops_and_touches_nothing(tiny_data
     # at its first training step, holding the folder, so the test does not race a run that
     # lasts a second or two
     first = subprocess.Popen(train_command("--data-dir", tiny_data, *SHORT, "--precision", "fp32", "--out", out,
-                                           prelude=SMALL_MODEL + STOP_AT_THE_FIRST_STEP),
+                                           prelude=SMALL_MODEL + signals_itself(signal.SIGSTOP, epoch=0)),
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
